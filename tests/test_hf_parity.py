@@ -1,0 +1,143 @@
+"""Parity with transformers: HF folders loaded by w2v2cli.load_model give the same logits and transcripts."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import speechlike
+from hf_utils import SMALL, hf_logits, make_hf_folder
+from w2v2cli import load_model
+from w2v2cli.decode import greedy_decode
+
+LENGTHS = [16000, 4100, 9999]
+
+
+def ours(model, waveforms):
+    lengths = torch.tensor([len(w) for w in waveforms])
+    batch = torch.zeros(len(waveforms), int(lengths.max()))
+    for i, w in enumerate(waveforms):
+        batch[i, : len(w)] = torch.from_numpy(w)
+    with torch.no_grad():
+        return model(batch, lengths)
+
+
+def strip_markers(text):
+    for marker in ("<s>", "</s>", "<unk>"):
+        text = text.replace(marker, "")
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("form", ["group", "layer"])
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
+def test_ctc_logits_and_transcripts_match_transformers(tmp_path, form, safe):
+    hf_model, extractor, tokenizer = make_hf_folder(tmp_path, form, safe=safe)
+    model = load_model(tmp_path)
+    assert model.config.normalize_waveform and model.config.feature_norm == form
+    waveforms = [speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
+    for w in waveforms:  # one at a time: transformers' own batch-of-one result is the reference
+        ref = hf_logits(hf_model, extractor, [w])
+        logits, frames = ours(model, [w])
+        assert logits.shape == ref.shape and int(frames[0]) == ref.shape[1]
+        assert (logits - ref).abs().max().item() <= 1e-4
+        ref_text = strip_markers(tokenizer.batch_decode(ref.argmax(-1))[0])
+        assert greedy_decode(logits, frames, model.vocab) == [ref_text]
+        assert ref_text  # the comparison is not between two empty strings
+
+
+def test_layer_norm_model_matches_transformers_on_padded_batch(tmp_path):
+    # transformers honours attention masks for layer-norm models, so padded batches must agree too.
+    hf_model, extractor, _ = make_hf_folder(tmp_path, "layer")
+    model = load_model(tmp_path)
+    waveforms = [speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
+    ref = hf_logits(hf_model, extractor, waveforms)
+    logits, frames = ours(model, waveforms)
+    for i, n in enumerate(frames.tolist()):
+        assert (logits[i, :n] - ref[i, :n]).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("arch", ["Wav2Vec2ForPreTraining", "Wav2Vec2Model"])
+@pytest.mark.parametrize("form", ["group", "layer"])
+def test_encoder_only_folders_match_transformers(tmp_path, arch, form):
+    hf_model, extractor, _ = make_hf_folder(tmp_path, form, arch=arch)
+    model = load_model(tmp_path)
+    assert model.ctc_head is None and model.vocab is None
+    w = speechlike(12345, seed=3)
+    inputs = extractor([w], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        encoder = hf_model.wav2vec2 if arch == "Wav2Vec2ForPreTraining" else hf_model
+        ref = encoder(inputs.input_values).last_hidden_state
+    hidden, _ = ours(model, [w])
+    assert (hidden - ref).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(conv_dim=(16, 24, 40), conv_kernel=(7, 5, 3), conv_stride=(3, 3, 2)),
+        dict(hidden_act="relu", num_conv_pos_embeddings=15),
+        dict(hidden_act="gelu_new", num_hidden_layers=3, layer_norm_eps=1e-6),
+    ],
+    ids=["odd-conv-stack", "relu-odd-pos-kernel", "gelu_new-eps"],
+)
+def test_unusual_configs_load_and_match(tmp_path, overrides):
+    size = {**SMALL, **overrides}
+    hf_model, extractor, _ = make_hf_folder(tmp_path, "group", size=size)
+    model = load_model(tmp_path)
+    w = speechlike(8000, seed=5)
+    ref = hf_logits(hf_model, extractor, [w])
+    logits, _ = ours(model, [w])
+    assert logits.shape == ref.shape
+    assert (logits - ref).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("layout", ["processor_config", "preprocessor_config"])
+def test_do_normalize_false_is_honoured(tmp_path, layout):
+    hf_model, extractor, _ = make_hf_folder(tmp_path, "group")
+    if layout == "preprocessor_config":  # the file older transformers versions write
+        (tmp_path / "processor_config.json").unlink()
+        extractor.do_normalize = False
+        extractor.save_pretrained(tmp_path)
+        assert (tmp_path / "preprocessor_config.json").exists()
+    else:
+        text = (tmp_path / "processor_config.json").read_text()
+        assert '"do_normalize": true' in text
+        (tmp_path / "processor_config.json").write_text(text.replace('"do_normalize": true', '"do_normalize": false'))
+    model = load_model(tmp_path)
+    assert not model.config.normalize_waveform
+    w = speechlike(8000, seed=6) * 3
+    with torch.no_grad():
+        ref = hf_model(torch.from_numpy(w)[None]).logits
+    logits, _ = ours(model, [w])
+    assert (logits - ref).abs().max().item() <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["group", "layer"])
+def test_real_base_config_matches_transformers(tmp_path, form):
+    base = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16)
+    hf_model, extractor, tokenizer = make_hf_folder(tmp_path, form, size=base)
+    model = load_model(tmp_path)
+    assert 94e6 < model.num_parameters() < 96e6
+    w = speechlike(24000, seed=7)
+    ref = hf_logits(hf_model, extractor, [w])
+    logits, frames = ours(model, [w])
+    assert (logits - ref).abs().max().item() <= 1e-4
+    assert greedy_decode(logits, frames, model.vocab) == [strip_markers(tokenizer.batch_decode(ref.argmax(-1))[0])]
+
+
+def test_old_weight_norm_names_load(tmp_path):
+    # Checkpoints saved before torch's parametrized weight norm name the positional conv weight_g / weight_v.
+    from safetensors.torch import load_file, save_file
+
+    hf_model, extractor, _ = make_hf_folder(tmp_path, "group")
+    state = load_file(tmp_path / "model.safetensors")
+    prefix = "wav2vec2.encoder.pos_conv_embed.conv."
+    state[prefix + "weight_g"] = state.pop(prefix + "parametrizations.weight.original0")
+    state[prefix + "weight_v"] = state.pop(prefix + "parametrizations.weight.original1")
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    model = load_model(tmp_path)
+    w = speechlike(8000, seed=8)
+    ref = hf_logits(hf_model, extractor, [w])
+    assert (ours(model, [w])[0] - ref).abs().max().item() <= 1e-4

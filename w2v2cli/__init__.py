@@ -1,0 +1,10 @@
+"""w2v2: a toolkit for wav2vec 2.0 speech models."""
+
+__version__ = "0.1.0"
+
+from .config import PRESETS, ModelConfig, preset  # noqa: E402
+from .io.checkpoint import load_model, save_model  # noqa: E402
+from .model import Wav2Vec2, build_model  # noqa: E402
+from .text import Vocabulary  # noqa: E402
+
+__all__ = ["PRESETS", "ModelConfig", "Vocabulary", "Wav2Vec2", "__version__", "build_model", "load_model", "preset", "save_model"]

@@ -1,0 +1,129 @@
+"""Model configuration: one frozen dataclass that travels with the weights, and its presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+# (channels, kernel, stride) of the seven conv layers in the paper: 400-sample receptive field, 320-sample hop.
+PAPER_CONV_LAYERS: tuple[tuple[int, int, int], ...] = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # Feature encoder ---------------------------------------------------------------------------------------------
+    conv_layers: tuple[tuple[int, int, int], ...] = PAPER_CONV_LAYERS  # (channels, kernel, stride) per layer
+    feature_norm: str = "group"  # "group": GroupNorm on layer 0 only (BASE); "layer": LayerNorm every layer (LV-60)
+    conv_bias: bool = False  # fairseq conv_bias; True for LARGE-LV60
+    sample_rate: int = 16000  # audio is resampled to this rate before the model sees it
+    normalize_waveform: bool = False  # zero mean / unit variance per utterance over valid samples, inside forward
+    # Transformer ------------------------------------------------------------------------------------------------
+    dim: int = 768  # encoder_embed_dim / hidden_size
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    activation: str = "gelu"  # FFN activation; the conv stack and positional conv always use GELU
+    layer_norm_first: bool = False  # pre-LN Transformer (LV-60, HF do_stable_layer_norm) instead of post-LN
+    layer_norm_eps: float = 1e-5
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    # Regularization (active in training only) ------------------------------------------------------------------
+    dropout: float = 0.1  # residual/hidden dropout
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0  # inside the FFN
+    feature_dropout: float = 0.1  # fairseq dropout_input: after the feature projection
+    final_dropout: float = 0.0  # before the CTC head
+    layerdrop: float = 0.05  # probability of skipping a Transformer layer
+    # CTC head -----------------------------------------------------------------------------------------------------
+    vocab_size: int = 0  # 0: no CTC head (a pretrained or bare encoder)
+
+    def __post_init__(self):
+        layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
+        object.__setattr__(self, "conv_layers", layers)
+        problems = []
+        if not layers or any(len(layer) != 3 or min(layer) < 1 for layer in layers):
+            problems.append("conv_layers must be a non-empty list of positive (channels, kernel, stride)")
+        if self.feature_norm not in ("group", "layer"):
+            problems.append(f"feature_norm must be 'group' or 'layer', not {self.feature_norm!r}")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
+        if self.dim < 1 or self.num_heads < 1 or self.dim % self.num_heads:
+            problems.append(f"dim ({self.dim}) must be a positive multiple of num_heads ({self.num_heads})")
+        if self.pos_conv_groups < 1 or self.dim % self.pos_conv_groups:
+            problems.append(f"dim ({self.dim}) must be a multiple of pos_conv_groups ({self.pos_conv_groups})")
+        if self.num_layers < 0 or self.ffn_dim < 1 or self.pos_conv_kernel < 1 or self.vocab_size < 0:
+            problems.append("num_layers, ffn_dim, pos_conv_kernel and vocab_size must be non-negative sizes")
+        if problems:
+            raise ConfigError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples that one output frame sees (400 for the paper's stack)."""
+        field_, jump = 1, 1
+        for _, kernel, stride in self.conv_layers:
+            field_ += (kernel - 1) * jump
+            jump *= stride
+        return field_
+
+    @property
+    def hop(self) -> int:
+        """Samples between consecutive frames (320 = 20 ms at 16 kHz for the paper's stack)."""
+        hop = 1
+        for _, _, stride in self.conv_layers:
+            hop *= stride
+        return hop
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["conv_layers"] = [list(layer) for layer in self.conv_layers]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config fields: {', '.join(unknown)}")
+        data = dict(data)
+        if "conv_layers" in data:
+            data["conv_layers"] = tuple(tuple(layer) for layer in data["conv_layers"])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid model config: {exc}") from None
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # fairseq wav2vec2_base: 12 x 768, post-LN, GroupNorm feature encoder (~95M parameters).
+    "base": ModelConfig(),
+    # fairseq wav2vec2_large (LibriSpeech): 24 x 1024, still post-LN with GroupNorm.
+    "large": ModelConfig(dim=1024, num_layers=24, num_heads=16, ffn_dim=4096, layerdrop=0.2),
+    # fairseq wav2vec2_large_lv60: LayerNorm conv stack with bias, pre-LN Transformer, normalized input.
+    "large-lv60": ModelConfig(
+        feature_norm="layer", conv_bias=True, normalize_waveform=True, dim=1024, num_layers=24, num_heads=16,
+        ffn_dim=4096, layer_norm_first=True, layerdrop=0.0, feature_dropout=0.1,
+    ),
+    # A small model for CPU tests and quick experiments: same conv geometry, narrow and shallow.
+    "tiny": ModelConfig(
+        conv_layers=((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2,
+        dim=64, num_layers=2, num_heads=4, ffn_dim=128, pos_conv_kernel=16, pos_conv_groups=4, layerdrop=0.0,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """The named preset, with field overrides (e.g. vocab_size)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

@@ -1,0 +1,41 @@
+"""Errors a user can cause. Each kind is one exception type; the CLI turns it into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class W2V2Error(Exception):
+    """Base of every error the toolkit reports to users without a traceback."""
+
+    exit_code = 1
+
+
+class AudioError(W2V2Error):
+    """An audio file that cannot be used: missing, empty, corrupt, not audio, or holding NaN/Inf samples."""
+
+    exit_code = 3
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ModelFileError(W2V2Error):
+    """A model file or folder that cannot be loaded or written."""
+
+    exit_code = 4
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnsafeCheckpointError(ModelFileError):
+    """A checkpoint that could only be read by running code from it (arbitrary unpickling)."""
+
+
+class ConfigError(W2V2Error):
+    """A model configuration that cannot be built."""
+
+    exit_code = 2

@@ -1,0 +1,210 @@
+"""Hugging Face `transformers` wav2vec 2.0 folders -> the native model.
+
+Reads `Wav2Vec2ForCTC`, `Wav2Vec2ForPreTraining` and `Wav2Vec2Model` folders in both the group-norm (BASE)
+and layer-norm / stable-layer-norm (LARGE-LV60) forms. transformers itself is not needed to load them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from ..config import ACTIVATIONS, ModelConfig
+from ..errors import ConfigError, ModelFileError
+from ..model import Wav2Vec2, build_model
+from ..text import Vocabulary
+from .checkpoint import load_state, safe_torch_load
+
+# Weights of heads this toolkit does not use for inference (the pretraining head is rebuilt by `pretrain`).
+_IGNORED_PREFIXES = ("quantizer.", "project_hid.", "project_q.")
+
+# (regex on the HF key without the "wav2vec2." prefix, native key template)
+_RENAMES = [
+    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_encoder.layers.\1.conv.\2"),
+    (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", r"feature_encoder.layers.\1.norm.\2"),
+    (r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"feature_projection.\1.\2"),
+    (r"masked_spec_embed", r"mask_embedding"),
+    (r"encoder\.pos_conv_embed\.conv\.(?:weight_g|parametrizations\.weight\.original0)", r"transformer.pos_conv.weight_g"),
+    (r"encoder\.pos_conv_embed\.conv\.(?:weight_v|parametrizations\.weight\.original1)", r"transformer.pos_conv.weight_v"),
+    (r"encoder\.pos_conv_embed\.conv\.bias", r"transformer.pos_conv.bias"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"transformer.layer_norm.\1"),
+    (r"encoder\.layers\.(\d+)\.attention\.out_proj\.(weight|bias)", r"transformer.layers.\1.attention.out_proj.\2"),
+    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"transformer.layers.\1.attention_norm.\2"),
+    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"transformer.layers.\1.feed_forward.intermediate.\2"),
+    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"transformer.layers.\1.feed_forward.output.\2"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"transformer.layers.\1.final_norm.\2"),
+    (r"lm_head\.(weight|bias)", r"ctc_head.\1"),
+]
+_QKV = re.compile(r"encoder\.layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)")
+_UNSUPPORTED = {
+    "add_adapter": "adapter layers",
+    "adapter_attn_dim": "attention adapters",
+    "use_weighted_layer_sum": None,  # only used by classification heads; harmless
+}
+
+
+def _read_json(path: Path, required: bool = True) -> dict | None:
+    if not path.exists():
+        if required:
+            raise ModelFileError(path.parent, f"not a Hugging Face model folder: {path.name} is missing")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(path, f"unreadable JSON ({exc})") from None
+
+
+def config_from_hf(hf: dict, preprocessor: dict | None, with_ctc_head: bool, folder: Path) -> ModelConfig:
+    if hf.get("model_type", "wav2vec2") != "wav2vec2":
+        raise ModelFileError(folder, f"model_type {hf.get('model_type')!r} is not wav2vec2")
+    for key, what in _UNSUPPORTED.items():
+        if what and hf.get(key):
+            raise ModelFileError(folder, f"{what} ({key}) are not supported")
+    if hf.get("feat_extract_activation", "gelu") != "gelu":
+        raise ModelFileError(folder, f"feat_extract_activation {hf['feat_extract_activation']!r} is not supported")
+    if hf.get("hidden_act", "gelu") not in ACTIVATIONS:
+        raise ModelFileError(folder, f"hidden_act {hf['hidden_act']!r} is not supported")
+    conv_dim, conv_kernel, conv_stride = hf.get("conv_dim"), hf.get("conv_kernel"), hf.get("conv_stride")
+    if not (conv_dim and len(conv_dim) == len(conv_kernel or ()) == len(conv_stride or ())):
+        raise ModelFileError(folder, "config.json: conv_dim, conv_kernel and conv_stride must have equal lengths")
+    preprocessor = preprocessor or {}
+    try:
+        return ModelConfig(
+            conv_layers=tuple(zip(conv_dim, conv_kernel, conv_stride)),
+            feature_norm=hf.get("feat_extract_norm", "group"),
+            conv_bias=bool(hf.get("conv_bias", False)),
+            sample_rate=int(preprocessor.get("sampling_rate", 16000)),
+            # transformers' feature extractor normalizes unless told not to.
+            normalize_waveform=bool(preprocessor.get("do_normalize", True)),
+            dim=hf.get("hidden_size", 768),
+            num_layers=hf.get("num_hidden_layers", 12),
+            num_heads=hf.get("num_attention_heads", 12),
+            ffn_dim=hf.get("intermediate_size", 3072),
+            activation=hf.get("hidden_act", "gelu"),
+            layer_norm_first=bool(hf.get("do_stable_layer_norm", False)),
+            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
+            pos_conv_kernel=hf.get("num_conv_pos_embeddings", 128),
+            pos_conv_groups=hf.get("num_conv_pos_embedding_groups", 16),
+            dropout=float(hf.get("hidden_dropout", 0.1)),
+            attention_dropout=float(hf.get("attention_dropout", 0.1)),
+            activation_dropout=float(hf.get("activation_dropout", 0.1)),
+            feature_dropout=float(hf.get("feat_proj_dropout", 0.0)),
+            final_dropout=float(hf.get("final_dropout", 0.1)),
+            layerdrop=float(hf.get("layerdrop", 0.1)),
+            vocab_size=int(hf.get("vocab_size", 32)) if with_ctc_head else 0,
+        )
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ModelFileError(folder / "config.json", str(exc)) from None
+
+
+def vocab_from_hf(folder: Path, hf: dict, vocab_size: int) -> Vocabulary:
+    vocab_file = folder / "vocab.json"
+    token_to_id = _read_json(vocab_file)
+    if token_to_id and all(isinstance(v, dict) for v in token_to_id.values()):
+        raise ModelFileError(vocab_file, "multi-language vocabularies (one per language) are not supported")
+    tokenizer = _read_json(folder / "tokenizer_config.json", required=False) or {}
+    for token, info in (tokenizer.get("added_tokens_decoder") or {}).items():
+        token_to_id.setdefault(info["content"] if isinstance(info, dict) else str(info), int(token))
+    token_to_id.update(_read_json(folder / "added_tokens.json", required=False) or {})
+    try:
+        by_id = {int(i): str(t) for t, i in token_to_id.items()}
+    except (TypeError, ValueError):
+        raise ModelFileError(vocab_file, "token ids must be integers") from None
+    if by_id and max(by_id) >= vocab_size:
+        raise ModelFileError(vocab_file, f"token id {max(by_id)} does not fit the CTC head of {vocab_size} outputs")
+    # Ids the tokenizer does not name still exist as head outputs; give them inert names.
+    tokens = tuple(by_id.get(i, f"<unused_{i}>") for i in range(vocab_size))
+
+    def special(name: str, default: str | None) -> str | None:
+        value = tokenizer.get(name, default)
+        return value.get("content") if isinstance(value, dict) else value
+
+    pad = special("pad_token", "<pad>")
+    blank = hf.get("pad_token_id")
+    if blank is None:
+        blank = tokens.index(pad) if pad in tokens else 0
+    try:
+        return Vocabulary(
+            tokens, blank=int(blank), word_delimiter=special("word_delimiter_token", "|"), unk=special("unk_token", "<unk>")
+        )
+    except ConfigError as exc:
+        raise ModelFileError(vocab_file, str(exc)) from None
+
+
+def _read_preprocessor(folder: Path) -> dict | None:
+    """Feature-extractor settings: preprocessor_config.json, or the feature_extractor part of the
+    processor_config.json that newer transformers versions write instead."""
+    preprocessor = _read_json(folder / "preprocessor_config.json", required=False)
+    if preprocessor is None:
+        processor = _read_json(folder / "processor_config.json", required=False) or {}
+        preprocessor = processor.get("feature_extractor")
+    return preprocessor
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from .checkpoint import _read_safetensors
+
+    single = folder / "model.safetensors"
+    if single.exists():
+        return _read_safetensors(single)[0]
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set((_read_json(index).get("weight_map") or {}).values()))
+        state = {}
+        for shard in shards:
+            state.update(_read_safetensors(folder / shard)[0])
+        return state
+    pickled = folder / "pytorch_model.bin"
+    if pickled.exists():
+        state = safe_torch_load(pickled)
+        if not isinstance(state, dict):
+            raise ModelFileError(pickled, "does not hold a state dict")
+        return state
+    raise ModelFileError(folder, "no weights: expected model.safetensors or pytorch_model.bin")
+
+
+def state_from_hf(hf_state: dict[str, torch.Tensor], folder: Path) -> dict[str, torch.Tensor]:
+    """Rename HF keys to native ones and fuse q/k/v projections into one QKV projection."""
+    state: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in hf_state.items():
+        key = key.removeprefix("wav2vec2.")
+        if key.startswith(_IGNORED_PREFIXES):
+            continue
+        m = _QKV.fullmatch(key)
+        if m:
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+            continue
+        for pattern, template in _RENAMES:
+            if re.fullmatch(pattern, key):
+                state[re.sub(pattern, template, key)] = value
+                break
+        else:
+            raise ModelFileError(folder, f"unexpected weight {key!r}: not a wav2vec 2.0 model this toolkit reads")
+    for (layer, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise ModelFileError(folder, f"layer {layer}: incomplete attention projections")
+        state[f"transformer.layers.{layer}.attention.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_hf_folder(folder) -> Wav2Vec2:
+    folder = Path(folder)
+    hf = _read_json(folder / "config.json")
+    hf_state = _read_weights(folder)
+    has_head = any(k.startswith("lm_head.") for k in hf_state)
+    architectures = hf.get("architectures") or []
+    if architectures and not any(a.startswith("Wav2Vec2") for a in architectures):
+        raise ModelFileError(folder, f"architecture {architectures[0]} is not a wav2vec 2.0 model")
+    preprocessor = _read_preprocessor(folder)
+    config = config_from_hf(hf, preprocessor, has_head, folder)
+    vocab = vocab_from_hf(folder, hf, config.vocab_size) if has_head else None
+    state = state_from_hf(hf_state, folder)
+    model = build_model(config, vocab)
+    # Pretrained folders without SpecAugment settings carry no mask embedding; keep the freshly initialized one.
+    state.setdefault("mask_embedding", model.mask_embedding.detach().clone())
+    load_state(model, state, folder)
+    return model

@@ -1,0 +1,220 @@
+"""Building blocks of wav2vec 2.0. Every block takes and returns lengths, so padding never leaks into results.
+
+Names of the matching fairseq options are given where they differ from ours.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .masks import conv_output_lengths, padding_mask
+
+
+def activation_fn(name: str):
+    if name == "gelu_new":
+        return lambda x: F.gelu(x, approximate="tanh")
+    return {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}[name]
+
+
+class MaskedGroupNorm(nn.Module):
+    """GroupNorm with one group per channel whose statistics cover valid frames only.
+
+    For an unpadded input this is exactly nn.GroupNorm(C, C); for a padded batch each utterance gets the
+    statistics it would get alone, which is what makes group-norm (BASE) models batch-invariant.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # x: (B, C, T); statistics in fp32 whatever the compute dtype
+        valid = (~padding_mask(lengths, x.shape[-1])).unsqueeze(1)  # (B, 1, T)
+        xf = x.float()
+        count = lengths.clamp(min=1).to(xf.dtype).view(-1, 1, 1)  # (B, 1, 1)
+        mean = (xf * valid).sum(-1, keepdim=True) / count
+        centered = (xf - mean) * valid
+        var = centered.pow(2).sum(-1, keepdim=True) / count
+        out = (xf - mean) * torch.rsqrt(var + self.eps)
+        out = out * self.weight.view(1, -1, 1) + self.bias.view(1, -1, 1)
+        return out.to(x.dtype)
+
+
+class ConvLayer(nn.Module):
+    """Conv1d -> (norm) -> GELU, with its output lengths."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, bias: bool, norm: str | None):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias)
+        self.norm_kind = norm
+        if norm == "group":
+            self.norm = MaskedGroupNorm(out_channels)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(out_channels)
+        else:
+            self.norm = None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: (B, C_in, S) -> (B, C_out, T)
+        lengths = conv_output_lengths(lengths, self.kernel, self.stride)
+        if x.shape[-1] < self.kernel:  # every utterance in the batch is shorter than the kernel: no frames
+            return x.new_zeros(x.shape[0], self.conv.out_channels, 0), lengths
+        x = self.conv(x)
+        if self.norm_kind == "group":
+            x = self.norm(x, lengths)
+        elif self.norm_kind == "layer":
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return F.gelu(x), lengths
+
+
+class FeatureEncoder(nn.Module):
+    """The convolutional feature encoder on the raw waveform (fairseq ConvFeatureExtractionModel)."""
+
+    def __init__(self, conv_layers, feature_norm: str, bias: bool):
+        super().__init__()
+        layers, in_channels = [], 1
+        for i, (channels, kernel, stride) in enumerate(conv_layers):
+            norm = "layer" if feature_norm == "layer" else ("group" if i == 0 else None)
+            layers.append(ConvLayer(in_channels, channels, kernel, stride, bias, norm))
+            in_channels = channels
+        self.layers = nn.ModuleList(layers)
+        self.out_channels = in_channels
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # waveforms: (B, S) -> features (B, T, C)
+        x = waveforms.unsqueeze(1)  # (B, 1, S)
+        for layer in self.layers:
+            x, lengths = layer(x, lengths)
+        return x.transpose(1, 2), lengths
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm over the conv channels, then Linear to the model width. Returns (projected, normalized)."""
+
+    def __init__(self, in_channels: int, dim: int, eps: float, dropout: float):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(in_channels, eps=eps)
+        self.projection = nn.Linear(in_channels, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        normalized = self.layer_norm(features)
+        return self.dropout(self.projection(normalized)), normalized
+
+
+class PositionalConv(nn.Module):
+    """Grouped convolutional relative positional embedding with weight normalization over the kernel axis.
+
+    Weight norm is written out (g, v) rather than with a parametrization so that state dicts, exports and
+    conversions see two plain tensors.
+    """
+
+    def __init__(self, dim: int, kernel: int, groups: int):
+        super().__init__()
+        self.kernel, self.groups = kernel, groups
+        std = math.sqrt(4.0 / (kernel * dim))  # fairseq's init
+        self.weight_v = nn.Parameter(torch.randn(dim, dim // groups, kernel) * std)
+        self.weight_g = nn.Parameter(self.weight_v.detach().norm(dim=(0, 1), keepdim=True).clone())
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def weight(self) -> torch.Tensor:
+        return self.weight_v * (self.weight_g / self.weight_v.norm(dim=(0, 1), keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D) with padded frames already zeroed
+        y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
+        if self.kernel % 2 == 0:  # an even kernel yields one extra frame
+            y = y[:, :, :-1]
+        return F.gelu(y).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection and scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, D = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads)  # (B, T, 3, H, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ffn_dim: int, activation: str, activation_dropout: float, dropout: float):
+        super().__init__()
+        self.intermediate = nn.Linear(dim, ffn_dim)
+        self.output = nn.Linear(ffn_dim, dim)
+        self.act = activation_fn(activation)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.output(self.activation_dropout(self.act(self.intermediate(x)))))
+
+
+class EncoderLayer(nn.Module):
+    """One Transformer layer, post-LN (BASE) or pre-LN (`layer_norm_first`, LARGE-LV60)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layer_norm_first = cfg.layer_norm_first
+        self.attention = SelfAttention(cfg.dim, cfg.num_heads, cfg.attention_dropout)
+        self.attention_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.feed_forward = FeedForward(cfg.dim, cfg.ffn_dim, cfg.activation, cfg.activation_dropout, cfg.dropout)
+        self.final_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+            return x + self.feed_forward(self.final_norm(x))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        return self.final_norm(x + self.feed_forward(x))
+
+
+class Transformer(nn.Module):
+    """Positional conv + Transformer layers. Padded frames are zeroed before the positional conv and are never
+    attended to, so valid frames do not depend on padding."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layer_norm_first = cfg.layer_norm_first
+        self.layerdrop = cfg.layerdrop
+        self.pos_conv = PositionalConv(cfg.dim, cfg.pos_conv_kernel, cfg.pos_conv_groups)
+        self.layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D) -> (B, T, D); padded frames of the output are zero
+        pad = padding_mask(lengths, x.shape[1])  # (B, T)
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        x = x + self.pos_conv(x)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+        attn_mask = None
+        if bool(pad.any()):
+            # (B, 1, 1, T), True = may attend. An utterance with no frames attends to everything so that
+            # softmax stays finite; its rows are padding and are zeroed below.
+            attn_mask = (~pad | (lengths == 0).unsqueeze(1)).view(x.shape[0], 1, 1, x.shape[1])
+        for layer in self.layers:
+            if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
+                continue
+            x = layer(x, attn_mask)
+        if self.layer_norm_first:
+            x = self.layer_norm(x)
+        return x.masked_fill(pad.unsqueeze(-1), 0.0)

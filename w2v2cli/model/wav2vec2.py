@@ -1,0 +1,82 @@
+"""The wav2vec 2.0 model: the one model core every command runs on."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..text import Vocabulary
+from .components import FeatureEncoder, FeatureProjection, Transformer
+from .masks import frame_lengths as stack_frame_lengths
+from .masks import padding_mask
+
+
+def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Zero mean, unit variance per utterance over its valid samples; padding stays zero.
+
+    Matches Hugging Face's Wav2Vec2FeatureExtractor (population variance, eps inside the square root).
+    """
+    valid = ~padding_mask(lengths, waveforms.shape[1])  # (B, S)
+    x = waveforms.float()
+    count = lengths.clamp(min=1).to(x.dtype).unsqueeze(1)  # (B, 1)
+    mean = (x * valid).sum(1, keepdim=True) / count
+    var = ((x - mean) * valid).pow(2).sum(1, keepdim=True) / count
+    return ((x - mean) * torch.rsqrt(var + eps) * valid).to(waveforms.dtype)
+
+
+class Wav2Vec2(nn.Module):
+    """wav2vec 2.0 encoder with an optional CTC head.
+
+    forward(waveforms (B, S) float32, lengths (B,) int64) -> (logits (B, T, V), frame_lengths (B,));
+    without a CTC head (vocab_size 0) the first output is the encoder's hidden states (B, T, D).
+    Frames at or beyond an utterance's frame length are padding and hold zeros (or the head's bias).
+    """
+
+    def __init__(self, config: ModelConfig, vocab: Vocabulary | None = None):
+        super().__init__()
+        if vocab is not None and len(vocab) != config.vocab_size:
+            raise ValueError(f"vocabulary has {len(vocab)} tokens but the config's CTC head has {config.vocab_size}")
+        self.config = config
+        self.vocab = vocab
+        self.feature_encoder = FeatureEncoder(config.conv_layers, config.feature_norm, config.conv_bias)
+        self.feature_projection = FeatureProjection(
+            self.feature_encoder.out_channels, config.dim, config.layer_norm_eps, config.feature_dropout
+        )
+        # Replaces masked frames in pretraining and SpecAugment-style fine-tuning (fairseq mask_emb).
+        self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())
+        self.transformer = Transformer(config)
+        self.final_dropout = nn.Dropout(config.final_dropout)
+        self.ctc_head = nn.Linear(config.dim, config.vocab_size) if config.vocab_size else None
+
+    # The stages are public so that training objectives can work between them (masking, quantizer targets).
+    def extract_features(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conv features (B, T, C) and frame lengths, after waveform normalization if the config asks for it."""
+        if self.config.normalize_waveform:
+            waveforms = normalize_waveforms(waveforms, lengths)
+        return self.feature_encoder(waveforms, lengths)
+
+    def encode(self, projected: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Transformer over projected features (B, T, D) -> hidden states (B, T, D)."""
+        return self.transformer(projected, frame_lengths)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if lengths is None:
+            lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long, device=waveforms.device)
+        features, frame_lengths = self.extract_features(waveforms, lengths)
+        projected, _ = self.feature_projection(features)
+        hidden = self.encode(projected, frame_lengths) if projected.shape[1] else projected
+        if self.ctc_head is None:
+            return hidden, frame_lengths
+        return self.ctc_head(self.final_dropout(hidden)), frame_lengths
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames this model produces for inputs of `lengths` samples."""
+        return stack_frame_lengths(lengths, self.config.conv_layers)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(config: ModelConfig, vocab: Vocabulary | None = None) -> Wav2Vec2:
+    return Wav2Vec2(config, vocab)
