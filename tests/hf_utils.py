@@ -30,7 +30,7 @@ def make_hf_folder(path, form="group", arch="Wav2Vec2ForCTC", size=SMALL, seed=0
     if arch == "Wav2Vec2ForCTC":
         # Random init gives near-uniform logits; a larger head makes greedy paths well separated.
         with torch.no_grad():
-            model.lm_head.weight.normal_(0, 0.5)
+            model.lm_head.weight.normal_(0, 0.1)
     model.save_pretrained(path, safe_serialization=safe)
     (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(VOCAB)}))
     tokenizer = transformers.Wav2Vec2CTCTokenizer(str(path / "vocab.json"))

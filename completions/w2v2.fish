@@ -1,0 +1,1 @@
+complete --command w2v2 --no-files --arguments "(env _W2V2_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) w2v2)" --condition "env _W2V2_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) w2v2"

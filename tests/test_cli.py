@@ -1,0 +1,84 @@
+"""The command line: help lists implemented commands, `info` renders library data, errors are one line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hf_utils import make_hf_folder
+from w2v2cli import build_model, preset, save_model
+from w2v2cli.cli import app
+
+runner = CliRunner()
+
+
+def w2v2(*args):
+    """Run the real entry point in a subprocess, as a user's shell would."""
+    return subprocess.run([sys.executable, "-m", "w2v2cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture
+def native_model(tmp_path, vocab):
+    torch.manual_seed(0)
+    return save_model(build_model(preset("tiny", vocab_size=len(vocab)), vocab), tmp_path / "tiny.safetensors")
+
+
+def test_help_lists_only_implemented_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    listed = {c.name for c in __import__("typer").main.get_command(app).commands.values()}
+    assert listed == {"info"}
+    assert "info" in result.output
+
+
+def test_version():
+    result = w2v2("--version")
+    assert result.returncode == 0 and result.stdout.startswith("w2v2 ")
+
+
+def test_info_native_file(native_model):
+    result = runner.invoke(app, ["info", str(native_model)])
+    assert result.exit_code == 0, result.output
+    assert "tiny" in result.output and "<pad>" in result.output
+
+
+def test_info_json_native_and_hf(native_model, tmp_path):
+    data = json.loads(runner.invoke(app, ["info", str(native_model), "--json"]).output)
+    assert data["architecture"] == "tiny" and data["vocab"]["size"] == 30
+    assert data["parameters"]["total"] == sum(v for k, v in data["parameters"].items() if k != "total") + 64
+    folder = tmp_path / "hf"
+    make_hf_folder(folder, "layer")
+    data = json.loads(runner.invoke(app, ["info", str(folder), "--json"]).output)
+    assert data["format"] == "Hugging Face folder" and data["config"]["layer_norm_first"] is True
+    assert data["vocab"]["tokens"][:5] == ["<pad>", "<s>", "</s>", "<unk>", "|"]
+
+
+def test_info_hf_folder_renders_table(tmp_path):
+    make_hf_folder(tmp_path, "group")
+    result = w2v2("info", tmp_path)
+    assert result.returncode == 0 and "Hugging Face folder" in result.stdout and result.stderr == ""
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "text", "not-a-model-folder"])
+def test_bad_model_is_one_line_error(tmp_path, make_bad):
+    path = tmp_path / "model.safetensors"
+    if make_bad == "text":
+        path.write_text("hello")
+    elif make_bad == "not-a-model-folder":
+        path = tmp_path
+    result = w2v2("info", path)
+    assert result.returncode != 0 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("w2v2: error: ") and str(path) in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_shell_completion_offers_commands(tmp_path):
+    import os
+
+    env = {**os.environ, "_W2V2_COMPLETE": "complete_bash", "COMP_WORDS": "w2v2 in", "COMP_CWORD": "1"}
+    result = subprocess.run([sys.executable, "-m", "w2v2cli"], capture_output=True, text=True, env=env)
+    assert result.stdout.split() == ["info"]

@@ -1,0 +1,62 @@
+"""The `w2v2` command line: thin commands that parse options, call the library and render its results.
+
+Results go to stdout, progress and messages to stderr. Errors a user can cause end as one line on stderr
+and a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import W2V2Error
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except W2V2Error as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+
+def fail(message: str, code: int = 1):
+    """Print one error line to stderr and exit."""
+    sys.stderr.write(f"w2v2: error: {' '.join(message.split())}\n")
+    raise SystemExit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="w2v2",
+    help="wav2vec 2.0 speech models from the command line.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool):
+    if value:
+        print(f"w2v2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    """wav2vec 2.0 speech models from the command line."""
+
+
+from . import info  # noqa: E402,F401  (registers the command)
+
+
+def main():
+    app(prog_name="w2v2")

@@ -1,0 +1,61 @@
+"""`w2v2 info MODEL`: what a model file holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..io.checkpoint import load_model
+from ..summary import describe_model
+from . import app
+
+
+@app.command()
+def info(
+    model: Path = typer.Argument(..., help="A w2v2 .safetensors/.pt model file or a Hugging Face model folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
+):
+    """Show a model's architecture, parameter counts, config and vocabulary."""
+    described = describe_model(load_model(model), model)
+    if as_json:
+        print(json.dumps(described, indent=2, ensure_ascii=False))
+        return
+    render(described, Console())
+
+
+def render(described: dict, console: Console) -> None:
+    summary = Table(title=f"[bold]{described['source']}[/]", show_header=False, title_justify="left")
+    summary.add_column(style="cyan")
+    summary.add_column(overflow="fold")
+    params = described["parameters"]
+    summary.add_row("format", described["format"])
+    summary.add_row("architecture", described["architecture"])
+    summary.add_row("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f}M)")
+    for part in ("feature_encoder", "feature_projection", "transformer", "ctc_head"):
+        summary.add_row(f"  {part.replace('_', ' ')}", f"{params[part]:,}")
+    frames = described["frames"]
+    summary.add_row(
+        "frames", f"{frames['frame_rate_hz']:g} per second (hop {frames['hop_samples']}, "
+        f"receptive field {frames['receptive_field_samples']} samples)"
+    )
+    vocab = described["vocab"]
+    if vocab is None:
+        summary.add_row("CTC head", "none (encoder only)")
+    else:
+        summary.add_row("vocabulary", f"{vocab['size']} tokens, blank {vocab['tokens'][vocab['blank']]!r} "
+                        f"(id {vocab['blank']}), word delimiter {vocab['word_delimiter']!r}")
+        summary.add_row("tokens", " ".join(vocab["tokens"]))
+    console.print(summary)
+
+    config = Table(title="config", title_justify="left")
+    config.add_column("field", style="cyan")
+    config.add_column("value")
+    for key, value in described["config"].items():
+        if key == "conv_layers":
+            value = " ".join(f"({c},{k},{s})" for c, k, s in value)
+        config.add_row(key, str(value))
+    console.print(config)

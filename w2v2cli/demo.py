@@ -1,0 +1,45 @@
+"""`make demo`: read the sample audio through the toolkit and say how to run a model on it.
+
+No default model ships with the toolkit yet, so the demo decodes and measures the sample files (the same audio
+path every command uses) and points to `--model`-style use of your own checkpoints.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import preset
+from .errors import W2V2Error
+from .io.audio import find_audio_files, load_audio
+from .model.masks import frame_lengths
+
+
+def main(folder: str = "sample_audio") -> int:
+    import torch
+
+    cfg = preset("base")
+    table = Table(title=f"audio in {folder}/ as the model sees it", title_justify="left")
+    for column in ("file", "seconds", "samples @ 16 kHz", "frames"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for path in find_audio_files(folder):
+        try:
+            audio = load_audio(path, cfg.sample_rate)
+        except W2V2Error as exc:
+            table.add_row(str(path), "-", "-", f"[red]{exc.reason}[/]")
+            continue
+        frames = int(frame_lengths(torch.tensor([len(audio)]), cfg.conv_layers))
+        table.add_row(path.name, f"{len(audio) / cfg.sample_rate:.2f}", f"{len(audio):,}", str(frames))
+    Console().print(table)
+    Console(stderr=True).print(
+        "[yellow]No default model is installed yet[/], so there is nothing to transcribe these files with. "
+        "Inspect a model you have with [bold]w2v2 info PATH[/] (a w2v2 .safetensors file or a Hugging Face "
+        "wav2vec 2.0 folder such as a downloaded facebook/wav2vec2-base-960h)."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,59 @@
+"""Plain-data descriptions of models, for `w2v2 info` and for anyone scripting against the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import PRESETS, ModelConfig
+from .model import Wav2Vec2
+
+# Fields that define the architecture (the rest are training-time regularization or the head size).
+_ARCHITECTURE_FIELDS = (
+    "conv_layers", "feature_norm", "conv_bias", "dim", "num_layers", "num_heads", "ffn_dim", "activation",
+    "layer_norm_first", "pos_conv_kernel", "pos_conv_groups",
+)
+
+
+def architecture_name(config: ModelConfig) -> str:
+    """The preset whose architecture this config has, or "custom"."""
+    for name, candidate in PRESETS.items():
+        if all(getattr(config, f) == getattr(candidate, f) for f in _ARCHITECTURE_FIELDS):
+            return name
+    return "custom"
+
+
+def source_format(path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        return "Hugging Face folder"
+    return {".safetensors": "w2v2 safetensors"}.get(path.suffix, "PyTorch weights-only file")
+
+
+def describe_model(model: Wav2Vec2, path=None) -> dict:
+    cfg = model.config
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+    info = {
+        "architecture": architecture_name(cfg),
+        "parameters": {
+            "total": model.num_parameters(),
+            "feature_encoder": count(model.feature_encoder),
+            "feature_projection": count(model.feature_projection),
+            "transformer": count(model.transformer),
+            "ctc_head": count(model.ctc_head),
+        },
+        "frames": {
+            "receptive_field_samples": cfg.receptive_field,
+            "hop_samples": cfg.hop,
+            "frame_rate_hz": cfg.sample_rate / cfg.hop,
+        },
+        "config": cfg.to_dict(),
+        "vocab": None,
+    }
+    if path is not None:
+        info = {"source": str(path), "format": source_format(path), **info}
+    if model.vocab is not None:
+        info["vocab"] = {"size": len(model.vocab), **model.vocab.to_dict()}
+    return info
