@@ -51,6 +51,7 @@ class RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("container", ["torch.save", "raw-pickle"])
 @pytest.mark.parametrize("name", ["evil.pt", "pytorch_model.bin"])
 def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path, container, name):

@@ -10,8 +10,11 @@ from .errors import ConfigError
 BLANK = "<pad>"
 WORD_DELIMITER = "|"
 UNK = "<unk>"
-# Tokens that carry no text: they are dropped when ids are turned into words.
-SILENT_TOKENS = frozenset({"<s>", "</s>", "<pad>", "<blank>"})
+
+
+def is_marker(token: str) -> bool:
+    """Angle-bracketed tokens (<s>, </s>, <pad>, <unk>, <unused_7>...) carry no text and are dropped in output."""
+    return len(token) > 2 and token[0] == "<" and token[-1] == ">"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Vocabulary:
         pieces = []
         for i in ids:
             token = self.tokens[int(i)]
-            if int(i) == self.blank or token in SILENT_TOKENS or token == self.unk:
+            if int(i) == self.blank or is_marker(token) or token == self.unk:
                 continue
             pieces.append(" " if token == self.word_delimiter else token)
         return " ".join("".join(pieces).split())

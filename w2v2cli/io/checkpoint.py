@@ -57,10 +57,9 @@ def safe_torch_load(path) -> object:
         raise ModelFileError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
 
 
-def _read_safetensors(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError
+def read_safetensors(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -77,7 +76,7 @@ def _build(path, config_json, vocab_json, state_dict) -> Wav2Vec2:
         if vocab_json:
             vocab = Vocabulary.from_dict(json.loads(vocab_json) if isinstance(vocab_json, str) else vocab_json)
         model = build_model(config, vocab)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, json.JSONDecodeError) as exc:
         raise ModelFileError(path, f"invalid model description: {exc}") from None
     load_state(model, state_dict, path)
     return model
@@ -101,7 +100,7 @@ def load_state(model: Wav2Vec2, state_dict: dict[str, torch.Tensor], path) -> No
 def load_native(path) -> Wav2Vec2:
     path = Path(path)
     if path.suffix == ".safetensors":
-        tensors, metadata = _read_safetensors(path)
+        tensors, metadata = read_safetensors(path)
         if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
             raise ModelFileError(
                 path, "a safetensors file without a w2v2 model config; for a Hugging Face model pass its folder"
@@ -118,6 +117,8 @@ def load_native(path) -> Wav2Vec2:
 def load_model(path, device="cpu") -> Wav2Vec2:
     """A model ready for inference (eval mode, on `device`) from a native file or a Hugging Face folder."""
     path = Path(path)
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but CUDA is not available on this machine")
     if not path.exists():
         raise ModelFileError(path, "no such file or directory")
     if path.is_dir():

@@ -16,7 +16,7 @@ from ..config import ACTIVATIONS, ModelConfig
 from ..errors import ConfigError, ModelFileError
 from ..model import Wav2Vec2, build_model
 from ..text import Vocabulary
-from .checkpoint import load_state, safe_torch_load
+from .checkpoint import load_state, read_safetensors, safe_torch_load
 
 # Weights of heads this toolkit does not use for inference (the pretraining head is rebuilt by `pretrain`).
 _IGNORED_PREFIXES = ("quantizer.", "project_hid.", "project_q.")
@@ -105,16 +105,20 @@ def vocab_from_hf(folder: Path, hf: dict, vocab_size: int) -> Vocabulary:
     token_to_id = _read_json(vocab_file)
     if token_to_id and all(isinstance(v, dict) for v in token_to_id.values()):
         raise ModelFileError(vocab_file, "multi-language vocabularies (one per language) are not supported")
-    tokenizer = _read_json(folder / "tokenizer_config.json", required=False) or {}
-    for token, info in (tokenizer.get("added_tokens_decoder") or {}).items():
-        token_to_id.setdefault(info["content"] if isinstance(info, dict) else str(info), int(token))
-    token_to_id.update(_read_json(folder / "added_tokens.json", required=False) or {})
     try:
         by_id = {int(i): str(t) for t, i in token_to_id.items()}
     except (TypeError, ValueError):
         raise ModelFileError(vocab_file, "token ids must be integers") from None
     if by_id and max(by_id) >= vocab_size:
         raise ModelFileError(vocab_file, f"token id {max(by_id)} does not fit the CTC head of {vocab_size} outputs")
+    # Tokens the tokenizer added later; those the head cannot emit (e.g. <s> appended after training) are moot.
+    tokenizer = _read_json(folder / "tokenizer_config.json", required=False) or {}
+    added = {int(i): info["content"] if isinstance(info, dict) else str(info)
+             for i, info in (tokenizer.get("added_tokens_decoder") or {}).items()}
+    added.update({int(i): t for t, i in (_read_json(folder / "added_tokens.json", required=False) or {}).items()})
+    for i, token in added.items():
+        if i < vocab_size:
+            by_id.setdefault(i, token)
     # Ids the tokenizer does not name still exist as head outputs; give them inert names.
     tokens = tuple(by_id.get(i, f"<unused_{i}>") for i in range(vocab_size))
 
@@ -145,17 +149,15 @@ def _read_preprocessor(folder: Path) -> dict | None:
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from .checkpoint import _read_safetensors
-
     single = folder / "model.safetensors"
     if single.exists():
-        return _read_safetensors(single)[0]
+        return read_safetensors(single)[0]
     index = folder / "model.safetensors.index.json"
     if index.exists():
         shards = sorted(set((_read_json(index).get("weight_map") or {}).values()))
         state = {}
         for shard in shards:
-            state.update(_read_safetensors(folder / shard)[0])
+            state.update(read_safetensors(folder / shard)[0])
         return state
     pickled = folder / "pytorch_model.bin"
     if pickled.exists():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from ..text import Vocabulary
 from .components import FeatureEncoder, FeatureProjection, Transformer
 from .masks import frame_lengths as stack_frame_lengths
@@ -36,7 +37,7 @@ class Wav2Vec2(nn.Module):
     def __init__(self, config: ModelConfig, vocab: Vocabulary | None = None):
         super().__init__()
         if vocab is not None and len(vocab) != config.vocab_size:
-            raise ValueError(f"vocabulary has {len(vocab)} tokens but the config's CTC head has {config.vocab_size}")
+            raise ConfigError(f"vocabulary has {len(vocab)} tokens but the config's CTC head has {config.vocab_size}")
         self.config = config
         self.vocab = vocab
         self.feature_encoder = FeatureEncoder(config.conv_layers, config.feature_norm, config.conv_bias)
