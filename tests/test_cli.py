@@ -82,3 +82,14 @@ def test_shell_completion_offers_commands(tmp_path):
     env = {**os.environ, "_W2V2_COMPLETE": "complete_bash", "COMP_WORDS": "w2v2 in", "COMP_CWORD": "1"}
     result = subprocess.run([sys.executable, "-m", "w2v2cli"], capture_output=True, text=True, env=env)
     assert result.stdout.split() == ["info"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_committed_completion_scripts_are_current(shell):
+    from pathlib import Path
+
+    from typer._completion_shared import get_completion_script
+
+    committed = (Path(__file__).parent.parent / "completions" / f"w2v2.{shell}").read_text()
+    expected = get_completion_script(prog_name="w2v2", complete_var="_W2V2_COMPLETE", shell=shell)
+    assert committed.strip() == expected.strip(), "run `make completions`"

@@ -9,33 +9,32 @@ class W2V2Error(Exception):
     exit_code = 1
 
 
-class AudioError(W2V2Error):
+class ConfigError(W2V2Error):
+    """A model configuration or option that cannot be used."""
+
+    exit_code = 2
+
+
+class PathError(W2V2Error):
+    """A problem with one file or folder; the message starts with its path."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class AudioError(PathError):
     """An audio file that cannot be used: missing, empty, corrupt, not audio, or holding NaN/Inf samples."""
 
     exit_code = 3
 
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
-
-class ModelFileError(W2V2Error):
+class ModelFileError(PathError):
     """A model file or folder that cannot be loaded or written."""
 
     exit_code = 4
 
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
 
 class UnsafeCheckpointError(ModelFileError):
     """A checkpoint that could only be read by running code from it (arbitrary unpickling)."""
-
-
-class ConfigError(W2V2Error):
-    """A model configuration that cannot be built."""
-
-    exit_code = 2
