@@ -1,21 +1,115 @@
-"""CTC decoding of model outputs to text."""
+"""CTC decoding of emissions to text with word timings: greedy (default) and beam search (pyctcdecode)."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
-from .text import Vocabulary
+from .errors import ConfigError
+from .text import Vocabulary, is_marker
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds
+    end: float  # seconds
+    score: float  # mean posterior probability of the word's frames, 0..1
+
+    def to_dict(self) -> dict:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
+                "score": round(self.score, 4)}
 
 
 def greedy_ids(logits: torch.Tensor, frame_lengths: torch.Tensor) -> list[list[int]]:
     """Best path per utterance: argmax per frame, repeats collapsed, blanks kept (the caller drops them)."""
     best = logits.argmax(-1).cpu()  # (B, T)
-    out = []
-    for row, n in zip(best, frame_lengths.tolist()):
-        out.append(torch.unique_consecutive(row[:n]).tolist())
-    return out
+    return [torch.unique_consecutive(row[:n]).tolist() for row, n in zip(best, frame_lengths.tolist())]
 
 
 def greedy_decode(logits: torch.Tensor, frame_lengths: torch.Tensor, vocab: Vocabulary) -> list[str]:
     """Greedy CTC transcripts of a padded batch of logits (B, T, V)."""
     return [vocab.ids_to_text(ids) for ids in greedy_ids(logits, frame_lengths)]
+
+
+class GreedyDecoder:
+    """Best path decoding with word timings from the frames where each word's characters are emitted."""
+
+    def __init__(self, vocab: Vocabulary, frame_seconds: float):
+        self.vocab, self.frame_seconds = vocab, frame_seconds
+        self.silent = np.array([i == vocab.blank or is_marker(t) or t == vocab.unk for i, t in enumerate(vocab.tokens)])
+
+    def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[Word]]:
+        """log_probs: (T, V) for one utterance."""
+        best_lp, best = log_probs.max(-1)
+        best, probs = best.numpy(), best_lp.exp().numpy()
+        if best.size == 0:
+            return "", []
+        starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])  # first frame of each run
+        ends = np.r_[starts[1:], best.size]
+        words, chars, first, last, frame_probs = [], [], 0, 0, []
+
+        def close():
+            if chars:
+                words.append(Word("".join(chars), first * self.frame_seconds, last * self.frame_seconds,
+                                  float(np.mean(frame_probs))))
+
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            token_id = int(best[s])
+            token = self.vocab.tokens[token_id]
+            if token == self.vocab.word_delimiter:
+                close()
+                chars, frame_probs = [], []
+            elif not self.silent[token_id]:
+                if not chars:
+                    first = s
+                chars.append(token)
+                last = e
+                frame_probs.extend(probs[s:e].tolist())
+        close()
+        return " ".join(w.word for w in words), words
+
+
+class BeamDecoder:
+    """pyctcdecode beam search, optionally with a KenLM language model and hotwords."""
+
+    def __init__(self, vocab: Vocabulary, frame_seconds: float, beam_width: int = 32, lm_path=None,
+                 alpha: float = 0.5, beta: float = 1.0, hotwords=(), hotword_weight: float = 10.0):
+        logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+        from pyctcdecode import build_ctcdecoder
+
+        if beam_width < 1:
+            raise ConfigError(f"--beam-width must be >= 1, not {beam_width}")
+        if lm_path is not None:
+            try:
+                import kenlm  # noqa: F401
+            except ImportError:
+                raise ConfigError("--lm needs KenLM, which is not installed: pip install 'w2v2cli[lm]'") from None
+            if not __import__("os").path.isfile(lm_path):
+                raise ConfigError(f"--lm {lm_path}: no such file")
+        # Marker tokens (<s>, </s>, <unk>, ...) carry no text: their columns are left out of the search.
+        self.columns = [i for i, t in enumerate(vocab.tokens) if i == vocab.blank or not (is_marker(t) or t == vocab.unk)]
+        labels = ["" if i == vocab.blank else (" " if vocab.tokens[i] == vocab.word_delimiter else vocab.tokens[i])
+                  for i in self.columns]
+        try:
+            self.decoder = build_ctcdecoder(labels, kenlm_model_path=str(lm_path) if lm_path else None,
+                                            alpha=alpha, beta=beta)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"cannot build the beam-search decoder: {exc}") from None
+        self.frame_seconds, self.beam_width = frame_seconds, beam_width
+        self.hotwords, self.hotword_weight = list(hotwords) or None, hotword_weight
+
+    def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[Word]]:
+        lp = log_probs[:, self.columns].numpy()
+        if lp.shape[0] == 0:
+            return "", []
+        beam = self.decoder.decode_beams(lp, beam_width=self.beam_width, hotwords=self.hotwords,
+                                         hotword_weight=self.hotword_weight)[0]
+        best_prob = np.exp(lp.max(-1))
+        words = [Word(text, start * self.frame_seconds, end * self.frame_seconds,
+                      float(best_prob[start:max(end, start + 1)].mean()))
+                 for text, (start, end) in beam[2]]
+        return " ".join(w.word for w in words), words

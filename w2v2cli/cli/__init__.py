@@ -15,6 +15,9 @@ from .. import __version__
 from ..errors import W2V2Error
 
 
+DEBUG = {"on": False}
+
+
 class _Group(TyperGroup):
     def invoke(self, ctx):
         try:
@@ -23,6 +26,12 @@ class _Group(TyperGroup):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except (SystemExit, typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if DEBUG["on"] or ctx.resilient_parsing:
+                raise
+            fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 70)
 
 
 def fail(message: str, code: int = 1):
@@ -51,11 +60,17 @@ def _version(value: bool):
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks of internal errors."),
 ):
-    """wav2vec 2.0 speech models from the command line."""
+    """wav2vec 2.0 speech models from the command line.
+
+    Exit status: 0 success; 1 some inputs failed (the rest were processed); 2 bad option or config;
+    3 unusable audio; 4 unusable model file; 70 internal error.
+    """
+    DEBUG["on"] = debug
 
 
-from . import info  # noqa: E402,F401  (registers the command)
+from . import info, transcribe  # noqa: E402,F401  (registers the commands)
 
 
 def main():

@@ -33,15 +33,19 @@ class MaskedGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # x: (B, C, T); statistics in fp32 whatever the compute dtype
-        if bool((lengths == x.shape[-1]).all()):  # nothing padded: the fused kernel computes the same thing
-            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, stats=None) -> torch.Tensor:
+        """x: (B, C, T). `stats` = (mean, var), each (B, C, 1), precomputed over whole utterances when x holds
+        windows of longer audio; otherwise statistics come from x's valid frames, in fp32 whatever the dtype."""
         xf = x.float()
-        valid = (~padding_mask(lengths, x.shape[-1])).to(xf.dtype).unsqueeze(-1)  # (B, T, 1)
-        count = lengths.clamp(min=1).to(xf.dtype).view(-1, 1, 1)  # (B, 1, 1)
-        mean = torch.bmm(xf, valid) / count  # (B, C, 1)
-        var = torch.bmm((xf - mean).square(), valid) / count  # (B, C, 1), two-pass for accuracy
+        if stats is not None:
+            mean, var = (t.float() for t in stats)
+        elif bool((lengths == x.shape[-1]).all()):  # nothing padded: the fused kernel computes the same thing
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        else:
+            valid = (~padding_mask(lengths, x.shape[-1])).to(xf.dtype).unsqueeze(-1)  # (B, T, 1)
+            count = lengths.clamp(min=1).to(xf.dtype).view(-1, 1, 1)  # (B, 1, 1)
+            mean = torch.bmm(xf, valid) / count  # (B, C, 1)
+            var = torch.bmm((xf - mean).square(), valid) / count  # (B, C, 1), two-pass for accuracy
         scale = self.weight.float().view(1, -1, 1) * torch.rsqrt(var + self.eps)
         shift = self.bias.float().view(1, -1, 1) - mean * scale
         return torch.addcmul(shift, xf, scale).to(x.dtype)
@@ -62,14 +66,14 @@ class ConvLayer(nn.Module):
         else:
             self.norm = None
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, norm_stats=None) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, C_in, S) -> (B, C_out, T)
         lengths = conv_output_lengths(lengths, self.kernel, self.stride)
         if x.shape[-1] < self.kernel:  # every utterance in the batch is shorter than the kernel: no frames
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0), lengths
         x = self.conv(x)
         if self.norm_kind == "group":
-            x = self.norm(x, lengths)
+            x = self.norm(x, lengths, norm_stats)
         elif self.norm_kind == "layer":
             x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         return F.gelu(x), lengths
@@ -88,11 +92,11 @@ class FeatureEncoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.out_channels = in_channels
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # waveforms: (B, S) -> features (B, T, C)
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, group_stats=None) -> tuple[torch.Tensor, torch.Tensor]:
+        # waveforms: (B, S) -> features (B, T, C); group_stats feed the first layer's GroupNorm
         x = waveforms.unsqueeze(1)  # (B, 1, S)
-        for layer in self.layers:
-            x, lengths = layer(x, lengths)
+        for i, layer in enumerate(self.layers):
+            x, lengths = layer(x, lengths, group_stats if i == 0 else None)
         return x.transpose(1, 2), lengths
 
 

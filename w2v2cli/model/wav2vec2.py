@@ -11,18 +11,23 @@ from ..text import Vocabulary
 from .components import FeatureEncoder, FeatureProjection, Transformer
 from .masks import frame_lengths as stack_frame_lengths
 from .masks import padding_mask
+from .stats import UtteranceStats
 
 
-def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, stats=None, eps: float = 1e-7) -> torch.Tensor:
     """Zero mean, unit variance per utterance over its valid samples; padding stays zero.
 
-    Matches Hugging Face's Wav2Vec2FeatureExtractor (population variance, eps inside the square root).
+    `stats` = (mean, var), each (B, 1), when the rows are windows of longer utterances. Matches Hugging Face's
+    Wav2Vec2FeatureExtractor (population variance, eps inside the square root).
     """
     valid = ~padding_mask(lengths, waveforms.shape[1])  # (B, S)
     x = waveforms.float()
-    count = lengths.clamp(min=1).to(x.dtype).unsqueeze(1)  # (B, 1)
-    mean = (x * valid).sum(1, keepdim=True) / count
-    var = ((x - mean) * valid).pow(2).sum(1, keepdim=True) / count
+    if stats is not None:
+        mean, var = (t.float() for t in stats)
+    else:
+        count = lengths.clamp(min=1).to(x.dtype).unsqueeze(1)  # (B, 1)
+        mean = (x * valid).sum(1, keepdim=True) / count
+        var = ((x - mean) * valid).pow(2).sum(1, keepdim=True) / count
     return ((x - mean) * torch.rsqrt(var + eps) * valid).to(waveforms.dtype)
 
 
@@ -51,20 +56,27 @@ class Wav2Vec2(nn.Module):
         self.ctc_head = nn.Linear(config.dim, config.vocab_size) if config.vocab_size else None
 
     # The stages are public so that training objectives can work between them (masking, quantizer targets).
-    def extract_features(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Conv features (B, T, C) and frame lengths, after waveform normalization if the config asks for it."""
+    def extract_features(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, stats: UtteranceStats | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conv features (B, T, C) and frame lengths, after waveform normalization if the config asks for it.
+
+        `stats` carries whole-utterance normalization statistics when the rows are windows of longer audio.
+        """
         if self.config.normalize_waveform:
-            waveforms = normalize_waveforms(waveforms, lengths)
-        return self.feature_encoder(waveforms, lengths)
+            waveforms = normalize_waveforms(waveforms, lengths, stats.wave if stats else None)
+        return self.feature_encoder(waveforms, lengths, stats.group if stats else None)
 
     def encode(self, projected: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Transformer over projected features (B, T, D) -> hidden states (B, T, D)."""
         return self.transformer(projected, frame_lengths)
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, stats: UtteranceStats | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if lengths is None:
             lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long, device=waveforms.device)
-        features, frame_lengths = self.extract_features(waveforms, lengths)
+        features, frame_lengths = self.extract_features(waveforms, lengths, stats)
         projected, _ = self.feature_projection(features)
         hidden = self.encode(projected, frame_lengths) if projected.shape[1] else projected
         if self.ctc_head is None:

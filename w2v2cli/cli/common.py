@@ -1,0 +1,57 @@
+"""Pieces shared by the commands: model resolution, device set-up, input expansion, progress."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io.audio import find_audio_files
+
+# Where the embedded default model lives once one is installed.
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.safetensors"
+
+
+def resolve_model(model: Path | None) -> Path:
+    if model is not None:
+        return model
+    if DEFAULT_MODEL.exists():
+        return DEFAULT_MODEL
+    raise ConfigError(
+        "no default model is installed yet; pass --model PATH (a w2v2 .safetensors file or a Hugging Face "
+        "wav2vec 2.0 folder)"
+    )
+
+
+def _mirror(path: Path) -> Path:
+    """Where an input lands under an output folder: its relative path as given, else just its name."""
+    if not path.is_absolute() and ".." not in path.parts:
+        return path
+    return Path(path.name)
+
+
+def expand_inputs(args: list[str], stdin=None) -> Iterator[tuple[Path, Path]]:
+    """(audio path, path relative to an output folder) for each input: files as given, directories recursively
+    (sorted), and `-` for one path per line on stdin, read lazily so pipelines stream."""
+    for arg in args:
+        if arg == "-":
+            for line in stdin or sys.stdin:
+                line = line.strip()
+                if line:
+                    yield Path(line), _mirror(Path(line))
+        elif Path(arg).is_dir():
+            root = Path(arg)
+            for path in find_audio_files(root):
+                yield path, path.relative_to(root)
+        else:
+            yield Path(arg), _mirror(Path(arg))
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, not {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
