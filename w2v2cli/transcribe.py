@@ -32,14 +32,21 @@ class Transcript:
                 "words": [w.to_dict() for w in self.words]}
 
 
-def prefetch(paths: Iterable, load: Callable, workers: int = 2, lookahead: int = 16) -> Iterator[tuple]:
-    """(path, result or AudioError) in input order, decoding up to `lookahead` files ahead in threads."""
+def prefetch(paths: Iterable, load: Callable, workers: int = 2, lookahead: int = 16,
+             max_ahead_samples: int = 16000 * 120) -> Iterator[tuple]:
+    """(path, result or AudioError) in input order, decoding up to `lookahead` files ahead in threads, and
+    no further once the decoded audio waiting to be consumed reaches `max_ahead_samples` (memory stays
+    bounded for long files)."""
+
+    def waiting_samples(pending) -> int:
+        return sum(len(f.result()) for _, f in pending if f.done() and f.exception() is None)
+
     with cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="w2v2-audio") as pool:
         pending: collections.deque = collections.deque()
         for path in paths:
-            pending.append((path, pool.submit(load, path)))
-            if len(pending) >= lookahead:
+            while pending and (len(pending) >= lookahead or waiting_samples(pending) >= max_ahead_samples):
                 yield _settle(*pending.popleft())
+            pending.append((path, pool.submit(load, path)))
         while pending:
             yield _settle(*pending.popleft())
 
@@ -76,7 +83,7 @@ def transcribe_iter(
     """
     device = next(model.parameters()).device
     if batch_seconds is None:
-        batch_seconds = 300.0 if device.type == "cuda" else 60.0
+        batch_seconds = 300.0 if device.type == "cuda" else 30.0
     runner = EmissionRunner(model, device, resolve_precision(precision, device), batch_seconds, batch_size,
                             chunk_seconds, context_seconds)
     frame_seconds = runner.frame_seconds

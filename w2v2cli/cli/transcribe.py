@@ -51,7 +51,7 @@ def transcribe(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
     batch_seconds: float = typer.Option(None, "--batch-seconds", help="Audio per batch, padding included "
-                                                                      "(default 60 on CPU, 300 on CUDA)."),
+                                                                      "(default 30 on CPU, 300 on CUDA)."),
     batch_size: int = typer.Option(None, "--batch-size", help="At most this many utterances or windows per batch."),
     chunk_seconds: float = typer.Option(30.0, "--chunk-seconds", help="Long audio is run in windows of this "
                                                                       "length (plus 2 s of context each side)."),

@@ -45,7 +45,7 @@ def load_audio(path, sample_rate: int = 16000) -> torch.Tensor:
     try:
         with sf.SoundFile(str(path)) as f:
             declared, file_rate = f.frames, f.samplerate
-            data = f.read(dtype="float32", always_2d=True)  # (S, channels)
+            data = f.read(dtype="float32", always_2d=True)  # (S, channels), C order
     except AudioError:
         raise
     except Exception as exc:
@@ -59,8 +59,9 @@ def load_audio(path, sample_rate: int = 16000) -> torch.Tensor:
         raise AudioError(path, f"truncated: header declares {declared} samples but only {data.shape[0]} could be read")
     if not np.isfinite(data).all():
         raise AudioError(path, "contains NaN or infinite sample values")
-    mono = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
-    return resample(mono, file_rate, sample_rate).contiguous()
+    # A mono file's (S, 1) array is already contiguous as (S,): reshape is a view, so no second copy is made.
+    mono = torch.from_numpy(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data.reshape(-1))
+    return resample(mono, file_rate, sample_rate)
 
 
 def _check_path(path) -> Path:

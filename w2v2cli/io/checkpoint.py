@@ -75,11 +75,17 @@ def _build(path, config_json, vocab_json, state_dict) -> Wav2Vec2:
         vocab = None
         if vocab_json:
             vocab = Vocabulary.from_dict(json.loads(vocab_json) if isinstance(vocab_json, str) else vocab_json)
-        model = build_model(config, vocab)
+        model = build_empty(config, vocab)
     except (ConfigError, ValueError, json.JSONDecodeError) as exc:
         raise ModelFileError(path, f"invalid model description: {exc}") from None
     load_state(model, state_dict, path)
     return model
+
+
+def build_empty(config: ModelConfig, vocab: Vocabulary | None) -> Wav2Vec2:
+    """A model whose parameters take no memory and no init time yet, to be filled by `load_state`."""
+    with torch.device("meta"):
+        return build_model(config, vocab)
 
 
 def load_state(model: Wav2Vec2, state_dict: dict[str, torch.Tensor], path) -> None:
@@ -94,7 +100,8 @@ def load_state(model: Wav2Vec2, state_dict: dict[str, torch.Tensor], path) -> No
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
         raise ModelFileError(path, "weights do not match the model config: " + ", ".join(parts))
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()})
+    # assign=True adopts the loaded tensors instead of copying them into freshly allocated ones.
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()}, assign=True)
 
 
 def load_native(path) -> Wav2Vec2:

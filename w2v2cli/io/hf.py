@@ -14,9 +14,9 @@ import torch
 
 from ..config import ACTIVATIONS, ModelConfig
 from ..errors import ConfigError, ModelFileError
-from ..model import Wav2Vec2, build_model
+from ..model import Wav2Vec2
 from ..text import Vocabulary
-from .checkpoint import load_state, read_safetensors, safe_torch_load
+from .checkpoint import build_empty, load_state, read_safetensors, safe_torch_load
 
 # Weights of heads this toolkit does not use for inference (the pretraining head is rebuilt by `pretrain`).
 _IGNORED_PREFIXES = ("quantizer.", "project_hid.", "project_q.")
@@ -205,8 +205,8 @@ def load_hf_folder(folder) -> Wav2Vec2:
     config = config_from_hf(hf, preprocessor, has_head, folder)
     vocab = vocab_from_hf(folder, hf, config.vocab_size) if has_head else None
     state = state_from_hf(hf_state, folder)
-    model = build_model(config, vocab)
-    # Pretrained folders without SpecAugment settings carry no mask embedding; keep the freshly initialized one.
-    state.setdefault("mask_embedding", model.mask_embedding.detach().clone())
+    model = build_empty(config, vocab)
+    # Pretrained folders without SpecAugment settings carry no mask embedding; initialize one as the model would.
+    state.setdefault("mask_embedding", torch.empty(config.dim).uniform_())
     load_state(model, state, folder)
     return model

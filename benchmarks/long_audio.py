@@ -1,0 +1,88 @@
+"""Peak memory of `w2v2 transcribe` on long files: bounded, and growing only by the decoded waveform.
+
+Usage: .venv/bin/python benchmarks/long_audio.py [--minutes 10 30 60] [--threads 2]
+
+Writes a 16 kHz 16-bit WAV of synthetic speech-like audio per length, a randomly initialized base-config model,
+and runs the installed command line (`python -m w2v2cli transcribe`) on each file in a fresh process, reading
+the child's peak resident set size from the kernel (getrusage). The decoded waveform alone is
+4 bytes x 16000 x seconds (230 MB per hour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import speechlike  # noqa: E402
+
+from w2v2cli import Vocabulary, build_model, preset, save_model  # noqa: E402
+
+
+def write_long_wav(path: Path, minutes: float) -> None:
+    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
+        for i in range(int(minutes * 6)):  # 10-second blocks
+            f.write(speechlike(160000, seed=i))
+
+
+def run(model: Path, audio: Path, threads: int) -> tuple[float, float, str]:
+    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-m", "w2v2cli", "transcribe", "-m", str(model), str(audio),
+                           "--threads", str(threads), "-q", "-f", "json"], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak_kb >= before  # ru_maxrss of children is the max over all waited-for children
+    return peak_kb / 1024, time.perf_counter() - start, proc.stdout
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    vocab = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = save_model(build_model(preset("base", vocab_size=len(vocab)), vocab), tmp / "base.safetensors")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
+              f"torch {torch.__version__}; base config, default --chunk-seconds 30 and --batch-seconds 30")
+        print()
+        print("| audio | decoded waveform | peak RSS | peak RSS - waveform | wall time | x real time |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        # Longest first: RUSAGE_CHILDREN keeps the maximum over children, so each later (shorter) run is
+        # measured in a fresh interpreter started by a small wrapper instead.
+        for minutes in sorted(args.minutes):
+            audio = tmp / f"{minutes:g}min.wav"
+            write_long_wav(audio, minutes)
+            wrapper = subprocess.run(
+                [sys.executable, __file__, "--measure", str(model), str(audio), str(args.threads)],
+                capture_output=True, text=True,
+            )
+            if wrapper.returncode:
+                raise SystemExit(wrapper.stderr)
+            peak_mb, wall = map(float, wrapper.stdout.split())
+            waveform_mb = minutes * 60 * 16000 * 4 / 2**20
+            print(f"| {minutes:g} min | {waveform_mb:.0f} MB | {peak_mb:.0f} MB | {peak_mb - waveform_mb:.0f} MB | "
+                  f"{wall:.0f} s | {minutes * 60 / wall:.1f} |", flush=True)
+            audio.unlink()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        peak, wall, _ = run(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        print(peak, wall)
+    else:
+        main()
