@@ -20,6 +20,11 @@ def activation_fn(name: str):
     return {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}[name]
 
 
+def _can_overwrite(x: torch.Tensor) -> bool:
+    """In-place updates are safe when no autograd graph records x (inference)."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
+
 class MaskedGroupNorm(nn.Module):
     """GroupNorm with one group per channel whose statistics cover valid frames only.
 
@@ -48,6 +53,8 @@ class MaskedGroupNorm(nn.Module):
             var = torch.bmm((xf - mean).square(), valid) / count  # (B, C, 1), two-pass for accuracy
         scale = self.weight.float().view(1, -1, 1) * torch.rsqrt(var + self.eps)
         shift = self.bias.float().view(1, -1, 1) - mean * scale
+        if _can_overwrite(xf) and xf is x:  # inference: normalize in place, the layer's largest tensor
+            return xf.mul_(scale).add_(shift)
         return torch.addcmul(shift, xf, scale).to(x.dtype)
 
 
@@ -76,7 +83,8 @@ class ConvLayer(nn.Module):
             x = self.norm(x, lengths, norm_stats)
         elif self.norm_kind == "layer":
             x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return F.gelu(x), lengths
+        # The first layers' outputs are the largest tensors of the model (512 x S/5): no second copy at inference.
+        return (torch.ops.aten.gelu_(x) if _can_overwrite(x) else F.gelu(x)), lengths
 
 
 class FeatureEncoder(nn.Module):
@@ -92,12 +100,70 @@ class FeatureEncoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.out_channels = in_channels
 
+    # Past this many output frames, inference runs the stack in blocks of this many (10 s at 50 frames/s),
+    # so its largest tensors (the first layer's, 512 x S/5) stay small however long the input is.
+    block_frames = 500
+
+    @property
+    def hop(self) -> int:
+        return math.prod(layer.stride for layer in self.layers)
+
+    @property
+    def receptive_field(self) -> int:
+        field, jump = 1, 1
+        for layer in self.layers:
+            field, jump = field + (layer.kernel - 1) * jump, jump * layer.stride
+        return field
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, group_stats=None) -> tuple[torch.Tensor, torch.Tensor]:
-        # waveforms: (B, S) -> features (B, T, C); group_stats feed the first layer's GroupNorm
-        x = waveforms.unsqueeze(1)  # (B, 1, S)
-        for i, layer in enumerate(self.layers):
-            x, lengths = layer(x, lengths, group_stats if i == 0 else None)
-        return x.transpose(1, 2), lengths
+        # waveforms: (B, S) -> features (B, T, C); group_stats (mean, var) feed the first layer's GroupNorm
+        hop, field = self.hop, self.receptive_field
+        num_frames = (waveforms.shape[1] - field) // hop + 1
+        if self.training or num_frames <= self.block_frames:
+            x = waveforms.unsqueeze(1)  # (B, 1, S)
+            for i, layer in enumerate(self.layers):
+                x, lengths = layer(x, lengths, group_stats if i == 0 else None)
+            return x.transpose(1, 2), lengths
+        if self.layers[0].norm_kind == "group" and group_stats is None:
+            group_stats = self.first_layer_stats(waveforms, lengths)
+        blocks = []
+        for f0 in range(0, num_frames, self.block_frames):
+            f1 = min(f0 + self.block_frames, num_frames)
+            x = waveforms[:, f0 * hop:(f1 - 1) * hop + field].unsqueeze(1)  # (B, 1, block samples)
+            for i, layer in enumerate(self.layers):
+                # Statistics are given, so the block lengths only need to be valid sizes here.
+                x, _ = layer(x, torch.full_like(lengths, x.shape[-1]), group_stats if i == 0 else None)
+            blocks.append(x.transpose(1, 2))
+        out_lengths = lengths
+        for layer in self.layers:
+            out_lengths = conv_output_lengths(out_lengths, layer.kernel, layer.stride)
+        return torch.cat(blocks, dim=1), out_lengths
+
+    def first_layer_stats(self, waveforms: torch.Tensor, lengths: torch.Tensor, wave_stats=None, eps: float = 1e-7):
+        """Per-utterance (mean, var), each (B, C, 1), of the first conv layer's output over valid frames,
+        computed block by block in float64. `wave_stats` (mean, var) normalize the waveform blocks first."""
+        first = self.layers[0]
+        device = first.conv.weight.device
+        frame_lengths = conv_output_lengths(lengths, first.kernel, first.stride).to(device)
+        num_frames = max(0, (waveforms.shape[1] - first.kernel) // first.stride + 1)
+        step = self.block_frames * self.hop // first.stride
+        acc = torch.zeros(waveforms.shape[0], first.conv.out_channels, dtype=torch.float64, device=device)
+        acc_sq = torch.zeros_like(acc)
+        for f0 in range(0, num_frames, step):
+            f1 = min(f0 + step, num_frames)
+            piece = waveforms[:, f0 * first.stride:(f1 - 1) * first.stride + first.kernel].to(device).float()
+            if wave_stats is not None:
+                mean, var = (t.to(device).float() for t in wave_stats)
+                piece = (piece - mean) * torch.rsqrt(var + eps)
+            out = first.conv(piece.unsqueeze(1)).double()  # (B, C, f1 - f0)
+            valid = (torch.arange(f0, f1, device=device).unsqueeze(0) < frame_lengths.unsqueeze(1)).unsqueeze(1)
+            out = out * valid
+            acc += out.sum(-1)
+            acc_sq += out.square().sum(-1)
+        n = frame_lengths.clamp(min=1).double().unsqueeze(1)
+        mean = acc / n
+        var = (acc_sq / n - mean.square()).clamp(min=0)
+        return mean.float().unsqueeze(-1), var.float().unsqueeze(-1)
 
 
 class FeatureProjection(nn.Module):

@@ -48,13 +48,12 @@ class UtteranceStats:
 
 
 @torch.inference_mode()
-def utterance_stats(model, waveform: torch.Tensor, block_frames: int = 8192) -> UtteranceStats:
+def utterance_stats(model, waveform: torch.Tensor) -> UtteranceStats:
     """Statistics of one whole utterance (S,), computed block by block so memory stays bounded."""
     cfg = model.config
-    device = next(model.parameters()).device
     stats = UtteranceStats()
     num_samples = waveform.shape[0]
-    block = block_frames * cfg.conv_layers[0][2]
+    block = 16000 * 60
     if cfg.normalize_waveform:
         total = sum(waveform[i:i + block].double().sum() for i in range(0, num_samples, block))
         mean = total / max(num_samples, 1)
@@ -62,22 +61,6 @@ def utterance_stats(model, waveform: torch.Tensor, block_frames: int = 8192) -> 
         stats.wave_mean = mean.float().view(1, 1)
         stats.wave_var = (sq / max(num_samples, 1)).float().view(1, 1)
     if cfg.feature_norm == "group":
-        first = model.feature_encoder.layers[0]
-        kernel, stride = first.kernel, first.stride
-        num_frames = max(0, (num_samples - kernel) // stride + 1)
-        channels = first.conv.out_channels
-        acc = torch.zeros(channels, dtype=torch.float64, device=device)
-        acc_sq = torch.zeros(channels, dtype=torch.float64, device=device)
-        for f0 in range(0, num_frames, block_frames):
-            f1 = min(f0 + block_frames, num_frames)
-            piece = waveform[f0 * stride:(f1 - 1) * stride + kernel].to(device).float()
-            if stats.wave_mean is not None:
-                piece = (piece - stats.wave_mean[0].to(device)) * torch.rsqrt(stats.wave_var[0].to(device) + 1e-7)
-            out = first.conv(piece.view(1, 1, -1))[0].double()  # (C, f1 - f0)
-            acc += out.sum(-1)
-            acc_sq += out.square().sum(-1)
-        n = max(num_frames, 1)
-        mean = acc / n
-        stats.group_mean = mean.float().view(1, channels, 1).cpu()
-        stats.group_var = (acc_sq / n - mean.square()).clamp(min=0).float().view(1, channels, 1).cpu()
+        mean, var = model.feature_encoder.first_layer_stats(waveform[None], torch.tensor([num_samples]), stats.wave)
+        stats.group_mean, stats.group_var = mean.cpu(), var.cpu()
     return stats
