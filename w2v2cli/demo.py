@@ -1,16 +1,15 @@
-"""`make demo`: read the sample audio through the toolkit and say how to run a model on it.
-
-No default model ships with the toolkit yet, so the demo decodes and measures the sample files (the same audio
-path every command uses) and points to `--model`-style use of your own checkpoints.
-"""
+"""`make demo`: transcribe sample_audio/ with the embedded model, or, while none is installed, show how the
+toolkit reads that audio and how to run a model of your own on it."""
 
 from __future__ import annotations
 
 import sys
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
+from .cli.common import DEFAULT_MODEL
 from .config import preset
 from .errors import W2V2Error
 from .io.audio import find_audio_files, load_audio
@@ -18,8 +17,11 @@ from .model.masks import frame_lengths
 
 
 def main(folder: str = "sample_audio") -> int:
-    import torch
+    if DEFAULT_MODEL.exists():
+        from .cli import main as cli
 
+        sys.argv = ["w2v2", "transcribe", folder]
+        return cli()
     cfg = preset("base")
     table = Table(title=f"audio in {folder}/ as the model sees it", title_justify="left")
     for column in ("file", "seconds", "samples @ 16 kHz", "frames"):
@@ -34,9 +36,10 @@ def main(folder: str = "sample_audio") -> int:
         table.add_row(path.name, f"{len(audio) / cfg.sample_rate:.2f}", f"{len(audio):,}", str(frames))
     Console().print(table)
     Console(stderr=True).print(
-        "[yellow]No default model is installed yet[/], so there is nothing to transcribe these files with. "
-        "Inspect a model you have with [bold]w2v2 info PATH[/] (a w2v2 .safetensors file or a Hugging Face "
-        "wav2vec 2.0 folder such as a downloaded facebook/wav2vec2-base-960h)."
+        "[yellow]No default model is installed yet[/], so `w2v2 transcribe` needs one named: "
+        f"[bold]w2v2 transcribe --model PATH {folder}/[/] with a w2v2 .safetensors file or a Hugging Face "
+        "wav2vec 2.0 folder (such as a downloaded facebook/wav2vec2-base-960h). [bold]w2v2 info PATH[/] "
+        "describes a model."
     )
     return 0
 
