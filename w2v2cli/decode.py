@@ -18,10 +18,15 @@ class Word:
     start: float  # seconds
     end: float  # seconds
     score: float  # mean posterior probability of the word's frames, 0..1
+    chars: tuple["Word", ...] = ()  # per-character spans, where the producer has them (alignment)
 
     def to_dict(self) -> dict:
-        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
-                "score": round(self.score, 4)}
+        out = {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
+               "score": round(self.score, 4)}
+        if self.chars:
+            out["chars"] = [{"char": c.word, **{k: v for k, v in c.to_dict().items() if k != "word"}}
+                            for c in self.chars]
+        return out
 
 
 def greedy_ids(logits: torch.Tensor, frame_lengths: torch.Tensor) -> list[list[int]]:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt")
-EXTENSIONS = {fmt: f".{fmt}" for fmt in FORMATS}
+FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt")  # transcripts
+ALIGNMENT_FORMATS = ("json", "jsonl", "ctm", "textgrid", "srt", "vtt", "tsv")
+EXTENSIONS = {fmt: f".{fmt}" for fmt in FORMATS + ALIGNMENT_FORMATS}
+EXTENSIONS["textgrid"] = ".TextGrid"
+# Formats that hold one input each: several inputs need one file each (--output-dir).
+PER_INPUT_FORMATS = ("srt", "vtt", "textgrid")
 TSV_HEADER = "start\tend\tword\tscore"
 
 
@@ -49,7 +54,46 @@ def render(result, fmt: str) -> str:
     if fmt == "vtt":
         return "WEBVTT\n\n" + "".join(f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n\n"
                                       for a, b, text in cues(result.words))
+    if fmt == "ctm":
+        name = Path(result.path).stem
+        return "".join(f"{name} 1 {w.start:.2f} {w.end - w.start:.2f} {w.word} {w.score:.4f}\n" for w in result.words)
+    if fmt == "textgrid":
+        return textgrid(result)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _tier(name: str, spans, duration: float) -> list[str]:
+    """A Praat interval tier: spans in order, gaps filled with empty intervals, covering [0, duration]."""
+    intervals, t = [], 0.0
+    for start, end, text in spans:
+        start, end = max(start, t), min(end, duration)
+        if end <= start:
+            continue
+        if start > t:
+            intervals.append((t, start, ""))
+        intervals.append((start, end, text))
+        t = end
+    if t < duration or not intervals:
+        intervals.append((t, duration, ""))
+    lines = ['        class = "IntervalTier"', f'        name = "{name}"', "        xmin = 0",
+             f"        xmax = {duration:.3f}", f"        intervals: size = {len(intervals)}"]
+    for i, (a, b, text) in enumerate(intervals, 1):
+        escaped = text.replace('"', '""')
+        lines += [f"        intervals [{i}]:", f"            xmin = {a:.3f}", f"            xmax = {b:.3f}",
+                  f'            text = "{escaped}"']
+    return lines
+
+
+def textgrid(result) -> str:
+    """Praat TextGrid (long text format) with a word tier and a character tier."""
+    duration = max([result.duration] + [w.end for w in result.words])
+    words = [(w.start, w.end, w.word) for w in result.words]
+    chars = [(c.start, c.end, c.word) for w in result.words for c in w.chars]
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {duration:.3f}",
+             "tiers? <exists>", "size = 2", "item []:"]
+    for i, (name, spans) in enumerate((("words", words), ("chars", chars)), 1):
+        lines += [f"    item [{i}]:", *_tier(name, spans, duration)]
+    return "\n".join(lines) + "\n"
 
 
 class StdoutWriter:

@@ -24,7 +24,7 @@ def resolve_model(model: Path | None) -> Path:
     )
 
 
-def _mirror(path: Path) -> Path:
+def mirror(path: Path) -> Path:
     """Where an input lands under an output folder: its relative path as given, else just its name."""
     if not path.is_absolute() and ".." not in path.parts:
         return path
@@ -39,13 +39,13 @@ def expand_inputs(args: list[str], stdin=None) -> Iterator[tuple[Path, Path]]:
             for line in stdin or sys.stdin:
                 line = line.strip()
                 if line:
-                    yield Path(line), _mirror(Path(line))
+                    yield Path(line), mirror(Path(line))
         elif Path(arg).is_dir():
             root = Path(arg)
             for path in find_audio_files(root):
                 yield path, path.relative_to(root)
         else:
-            yield Path(arg), _mirror(Path(arg))
+            yield Path(arg), mirror(Path(arg))
 
 
 def set_threads(threads: int | None) -> None:
