@@ -225,19 +225,12 @@ def align_states(log_probs: torch.Tensor, targets: np.ndarray, blank: int) -> np
 
 
 def _states_from_labels(labels: np.ndarray, targets: np.ndarray, blank: int) -> np.ndarray:
-    """torchaudio returns a label per frame; turn it into target positions (a new position starts when the
-    label changes, or repeats after a blank)."""
-    states = np.empty(len(labels), dtype=np.int64)
-    k, prev = -1, blank
-    for t, label in enumerate(labels.tolist()):
-        if label == blank:
-            states[t] = 2 * (k + 1)
-        else:
-            if label != prev:
-                k += 1
-            states[t] = 2 * k + 1
-        prev = label
-    return states
+    """torchaudio returns a label per frame; turn it into states (a new token starts where a non-blank label
+    differs from the previous frame's, so a repeat after a blank is the next token)."""
+    nonblank = labels != blank
+    starts = nonblank & (labels != np.r_[blank, labels[:-1]])
+    token = np.cumsum(starts) - 1  # index of the latest token started
+    return np.where(nonblank, 2 * token + 1, 2 * (token + 1))
 
 
 # Spans ----------------------------------------------------------------------------------------------------------
