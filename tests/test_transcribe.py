@@ -180,12 +180,10 @@ def test_output_dir_atomic_and_skip_existing(model_file, audio_dir, tmp_path, mo
     assert (out / "a.vtt").read_text() == "kept" and (out / "sub/b.vtt").exists()
 
     # A crash while writing one file leaves no partial file behind.
-    import w2v2cli.cli.transcribe as cli_module
-
     def broken(result, fmt):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli_module, "render", broken)
+    monkeypatch.setattr("w2v2cli.writers.render", broken)
     out2 = tmp_path / "out2"
     result = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "-o", out2, "-q")
     assert result.exit_code == 1 and "No space left" in result.stderr
@@ -215,3 +213,14 @@ def test_encoder_without_head_cannot_transcribe(tmp_path, audio_dir):
 def test_beam_option_runs(model_file, audio_dir):
     result = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "--beam", "--beam-width", "4", "-q")
     assert result.exit_code == 0 and result.stdout.strip()
+
+
+def test_output_name_clash_fails_that_input_only(model_file, audio_dir, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    sf.write(other / "a.wav", speechlike(16000, seed=9), 16000)
+    out = tmp_path / "out"
+    # Absolute paths land under their bare names, so the two a.wav files would share one output file.
+    result = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", other / "a.wav", audio_dir / "c.wav", "-o", out)
+    assert result.exit_code == 1 and "would overwrite" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "c.txt"]

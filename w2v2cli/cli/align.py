@@ -13,12 +13,11 @@ from rich.console import Console
 from ..align import AlignRequest, align_iter
 from ..errors import ConfigError
 from ..inference import resolve_device
-from ..io.atomic import atomic_open
 from ..io.checkpoint import load_model
 from ..manifest import read_pairs
-from ..writers import EXTENSIONS, PER_INPUT_FORMATS, StdoutWriter, render
+from ..writers import EXTENSIONS, PER_INPUT_FORMATS, StdoutWriter
 from . import app
-from .common import mirror, resolve_model, set_threads
+from .common import make_output_dir, mirror, report, resolve_model, set_threads, write_result
 
 
 class Format(str, Enum):
@@ -81,11 +80,7 @@ def align(
         except OSError as exc:
             raise ConfigError(f"--manifest {path}: {exc.strerror or exc}") from None
         items = (AlignRequest(i.audio, i.text, i.problem) for i in read_pairs(handle, str(path), path.parent))
-    if output_dir is not None:
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"--output-dir {output_dir}: cannot create ({exc.strerror or exc})") from None
+    make_output_dir(output_dir)
     set_threads(threads)
     loaded = load_model(resolve_model(model), device=resolve_device(device))
 
@@ -96,15 +91,10 @@ def align(
                              batch_seconds=batch_seconds, chunk_seconds=chunk_seconds):
         if result.error is None and output_dir is not None:
             target = output_dir / mirror(Path(result.path)).with_suffix(EXTENSIONS[fmt])
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_open(target) as f:
-                    f.write(render(result, fmt))
-            except OSError as exc:
-                result.error = f"cannot write {target}: {exc.strerror or exc}"
+            write_result(result, target, fmt)
         if result.error is not None:
             failed += 1
-            err.print(f"{result.path}: {result.error}", markup=False, highlight=False, soft_wrap=True)
+            report(err, result)
         if writer is not None:
             writer.write(result)
         done += 1

@@ -48,6 +48,32 @@ def expand_inputs(args: list[str], stdin=None) -> Iterator[tuple[Path, Path]]:
             yield Path(arg), mirror(Path(arg))
 
 
+def make_output_dir(output_dir: Path | None) -> None:
+    if output_dir is not None:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--output-dir {output_dir}: cannot create ({exc.strerror or exc})") from None
+
+
+def write_result(result, target: Path, fmt: str) -> None:
+    """Write one result's output file atomically; a failure to write becomes that result's error."""
+    from ..io.atomic import atomic_open
+    from ..writers import render
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(target) as f:
+            f.write(render(result, fmt))
+    except OSError as exc:
+        result.error = f"cannot write {target}: {exc.strerror or exc}"
+
+
+def report(console, result) -> None:
+    """One `path: reason` line on stderr for a failed item."""
+    console.print(f"{result.path}: {result.error}", markup=False, highlight=False, soft_wrap=True)
+
+
 def set_threads(threads: int | None) -> None:
     if threads is not None:
         if threads < 1:

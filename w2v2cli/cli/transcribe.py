@@ -13,12 +13,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
 from ..inference import resolve_device
-from ..io.atomic import atomic_open
 from ..io.checkpoint import load_model
 from ..transcribe import Transcript, transcribe_iter
-from ..writers import EXTENSIONS, StdoutWriter, render
+from ..writers import EXTENSIONS, PER_INPUT_FORMATS, StdoutWriter
 from . import app
-from .common import expand_inputs, resolve_model, set_threads
+from .common import expand_inputs, make_output_dir, report, resolve_model, set_threads, write_result
 
 
 class Format(str, Enum):
@@ -68,13 +67,9 @@ def transcribe(
     if skip_existing and output_dir is None:
         raise ConfigError("--skip-existing needs --output-dir")
     single = len(inputs) == 1 and inputs[0] != "-" and not Path(inputs[0]).is_dir()
-    if output_dir is None and fmt in ("srt", "vtt") and not single:
+    if output_dir is None and fmt in PER_INPUT_FORMATS and not single:
         raise ConfigError(f"--format {fmt} with several inputs needs --output-dir (one subtitle file per input)")
-    if output_dir is not None:
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"--output-dir {output_dir}: cannot create ({exc.strerror or exc})") from None
+    make_output_dir(output_dir)
     set_threads(threads)
     loaded = load_model(resolve_model(model), device=resolve_device(device))
 
@@ -91,16 +86,14 @@ def transcribe(
                 target = output_dir / rel.with_suffix(EXTENSIONS[fmt])
                 if target in claimed:
                     failed += 1
-                    report(Transcript(str(path), error=f"its output {target} would overwrite that of {claimed[target]}"))
+                    clash = f"its output {target} would overwrite that of {claimed[target]}"
+                    report(err, Transcript(str(path), error=clash))
                     continue
                 claimed[target], target_of[str(path)] = str(path), target
                 if skip_existing and target.exists():
                     skipped += 1
                     continue
             yield path
-
-    def report(result: Transcript):
-        err.print(f"{result.path}: {result.error}", markup=False, highlight=False, soft_wrap=True)
 
     writer = None if output_dir is not None else StdoutWriter(fmt, sys.stdout, single)
     started, done, ok, audio_seconds = time.perf_counter(), 0, 0, 0.0
@@ -116,15 +109,10 @@ def transcribe(
         for result in results:
             if result.error is None and output_dir is not None:
                 target = target_of[result.path]
-                try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_open(target) as f:
-                        f.write(render(result, fmt))
-                except OSError as exc:
-                    result.error = f"cannot write {target}: {exc.strerror or exc}"
+                write_result(result, target, fmt)
             if result.error is not None:
                 failed += 1
-                report(result)
+                report(err, result)
             else:
                 ok += 1
             if writer is not None:
