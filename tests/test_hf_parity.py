@@ -1,6 +1,5 @@
 """Parity with transformers: HF folders loaded by w2v2cli.load_model give the same logits and transcripts."""
 
-import numpy as np
 import pytest
 import torch
 

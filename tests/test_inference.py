@@ -103,3 +103,21 @@ def test_stats_stack_and_move():
     a = UtteranceStats(torch.zeros(1, 1), torch.ones(1, 1), None, None)
     both = UtteranceStats.stack([a, a]).to("cpu")
     assert both.wave_mean.shape == (2, 1) and both.group is None
+
+
+def test_blockwise_feature_encoder_equals_the_whole_stack(tiny_model, monkeypatch):
+    """At inference, long inputs run through the conv stack in blocks; the result must not change."""
+    from w2v2cli.model.components import FeatureEncoder
+
+    waveforms = [torch.from_numpy(speechlike(n, seed=i)) * (i + 1) for i, n in enumerate([48000, 7000, 30001])]
+    lengths = torch.tensor([len(w) for w in waveforms])
+    batch = torch.zeros(3, int(lengths.max()))
+    for i, w in enumerate(waveforms):
+        batch[i, : len(w)] = w
+    with torch.no_grad():
+        whole, whole_lengths = tiny_model(batch, lengths)
+        monkeypatch.setattr(FeatureEncoder, "block_frames", 37)  # many blocks, with ragged ends
+        blocked, blocked_lengths = tiny_model(batch, lengths)
+    assert torch.equal(whole_lengths, blocked_lengths)
+    for i, n in enumerate(whole_lengths.tolist()):
+        assert (blocked[i, :n] - whole[i, :n]).abs().max().item() <= 1e-4

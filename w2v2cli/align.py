@@ -318,15 +318,15 @@ def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "
     texts: dict[int, str] = {}
 
     def loaded():
-        for i, (path, audio) in enumerate(prefetch(_numbered(items, texts), _load(sample_rate), workers)):
-            result = Alignment(str(path[1].audio))
+        for (index, request), audio in prefetch(_numbered(items, texts), _load(sample_rate), workers):
+            result = Alignment(str(request.audio))
             if isinstance(audio, AudioError):
                 result.error = audio.reason
             elif len(audio) < min_samples:
                 result.error = f"too short to align: {len(audio) / sample_rate:.3f} s"
             else:
                 result.duration = len(audio) / sample_rate
-            yield (path[0], result), None if result.error else audio
+            yield (index, result), None if result.error else audio
 
     for (i, result), emissions in runner.stream(loaded()):
         if emissions is not None:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from .decode import BeamDecoder, GreedyDecoder, Word
 from .errors import AudioError
