@@ -120,3 +120,10 @@ def test_find_audio_files_recurses_and_sorts(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     found = [p.relative_to(tmp_path).as_posix() for p in find_audio_files(tmp_path)]
     assert found == ["a.wav", "b/c/z.flac", "b/x.MP3"]
+
+
+def test_audio_too_short_for_one_frame_is_an_error(tmp_path):
+    sf.write(tmp_path / "blip.wav", np.zeros(399, np.float32), 16000)
+    with pytest.raises(AudioError, match="too short"):
+        load_audio(tmp_path / "blip.wav", min_samples=400)
+    assert len(load_audio(tmp_path / "blip.wav", min_samples=399)) == 399

@@ -22,8 +22,7 @@ import torch
 
 from .decode import Word
 from .errors import AudioError, ConfigError, W2V2Error
-from .inference import EmissionRunner, resolve_precision
-from .io.audio import load_audio
+from .inference import EmissionRunner
 from .text import Vocabulary, is_marker
 from .transcribe import prefetch
 
@@ -307,25 +306,22 @@ def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "
     Alignment with `error` set and the others go on."""
     if unknown not in UNKNOWN_POLICIES:
         raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, not {unknown!r}")
-    if model.vocab is None:
-        raise ConfigError("this model has no CTC head (it is a pretrained encoder); fine-tune it first")
-    device = next(model.parameters()).device
-    if batch_seconds is None:
-        batch_seconds = 300.0 if device.type == "cuda" else 30.0
-    runner = EmissionRunner(model, device, resolve_precision(precision, device), batch_seconds, None,
-                            chunk_seconds, context_seconds)
-    sample_rate, min_samples = model.config.sample_rate, model.config.receptive_field
+    runner = EmissionRunner.for_model(model, precision, batch_seconds, None, chunk_seconds, context_seconds)
     texts: dict[int, str] = {}
 
+    def load(numbered):
+        request = numbered[1]
+        if request.problem:
+            raise AudioError(request.audio, request.problem)
+        return runner.load(request.audio)
+
     def loaded():
-        for (index, request), audio in prefetch(_numbered(items, texts), _load(sample_rate), workers):
+        for (index, request), audio in prefetch(_numbered(items, texts), load, workers):
             result = Alignment(str(request.audio))
             if isinstance(audio, AudioError):
                 result.error = audio.reason
-            elif len(audio) < min_samples:
-                result.error = f"too short to align: {len(audio) / sample_rate:.3f} s"
             else:
-                result.duration = len(audio) / sample_rate
+                result.duration = len(audio) / runner.sample_rate
             yield (index, result), None if result.error else audio
 
     for (i, result), emissions in runner.stream(loaded()):
@@ -345,15 +341,6 @@ def _numbered(items, texts):
         texts[i] = request.text
         yield i, request
 
-
-def _load(sample_rate):
-    def load(numbered):
-        request = numbered[1]
-        if request.problem:
-            raise AudioError(request.audio, request.problem)
-        return load_audio(request.audio, sample_rate)
-
-    return load
 
 
 def align(model, audio, text: str, **options) -> Alignment:

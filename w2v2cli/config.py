@@ -14,6 +14,15 @@ PAPER_CONV_LAYERS: tuple[tuple[int, int, int], ...] = ((512, 10, 5),) + ((512, 3
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 
 
+def conv_geometry(conv_layers) -> tuple[int, int]:
+    """(receptive field, hop) in samples of a stack of (channels, kernel, stride) conv layers."""
+    field_, hop = 1, 1
+    for _, kernel, stride in conv_layers:
+        field_ += (kernel - 1) * hop
+        hop *= stride
+    return field_, hop
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Feature encoder ---------------------------------------------------------------------------------------------
@@ -64,19 +73,12 @@ class ModelConfig:
     @property
     def receptive_field(self) -> int:
         """Samples that one output frame sees (400 for the paper's stack)."""
-        field_, jump = 1, 1
-        for _, kernel, stride in self.conv_layers:
-            field_ += (kernel - 1) * jump
-            jump *= stride
-        return field_
+        return conv_geometry(self.conv_layers)[0]
 
     @property
     def hop(self) -> int:
         """Samples between consecutive frames (320 = 20 ms at 16 kHz for the paper's stack)."""
-        hop = 1
-        for _, _, stride in self.conv_layers:
-            hop *= stride
-        return hop
+        return conv_geometry(self.conv_layers)[1]
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

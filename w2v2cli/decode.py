@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .text import Vocabulary, is_marker
+from .text import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class GreedyDecoder:
 
     def __init__(self, vocab: Vocabulary, frame_seconds: float):
         self.vocab, self.frame_seconds = vocab, frame_seconds
-        self.silent = np.array([i == vocab.blank or is_marker(t) or t == vocab.unk for i, t in enumerate(vocab.tokens)])
+        self.silent = np.array([vocab.is_silent(i) for i in range(len(vocab))])
 
     def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[Word]]:
         """log_probs: (T, V) for one utterance."""
@@ -96,7 +96,7 @@ class BeamDecoder:
             if not __import__("os").path.isfile(lm_path):
                 raise ConfigError(f"--lm {lm_path}: no such file")
         # Marker tokens (<s>, </s>, <unk>, ...) carry no text: their columns are left out of the search.
-        self.columns = [i for i, t in enumerate(vocab.tokens) if i == vocab.blank or not (is_marker(t) or t == vocab.unk)]
+        self.columns = [i for i in range(len(vocab)) if i == vocab.blank or not vocab.is_silent(i)]
         labels = ["" if i == vocab.blank else (" " if vocab.tokens[i] == vocab.word_delimiter else vocab.tokens[i])
                   for i in self.columns]
         try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ConfigError
+from .io.audio import load_audio
 from .model import Wav2Vec2
 from .model.stats import UtteranceStats, utterance_stats
 
@@ -119,6 +120,22 @@ class EmissionRunner:
         # A batch always fits at least one full window.
         self.max_samples = max(int(batch_seconds * cfg.sample_rate), window_samples + self.receptive_field)
         self.batch_size = batch_size
+
+    @classmethod
+    def for_model(cls, model: Wav2Vec2, precision: str = "auto", batch_seconds: float | None = None,
+                  batch_size: int | None = None, chunk_seconds: float = 30.0,
+                  context_seconds: float = 2.0) -> "EmissionRunner":
+        """A runner on the model's device with the toolkit's defaults: 300 s batches on CUDA, 30 s on CPU
+        (where larger batches only cost memory), bf16 on CUDA and fp32 on CPU."""
+        device = next(model.parameters()).device
+        if batch_seconds is None:
+            batch_seconds = 300.0 if device.type == "cuda" else 30.0
+        return cls(model, device, resolve_precision(precision, device), batch_seconds, batch_size, chunk_seconds,
+                   context_seconds)
+
+    def load(self, path) -> torch.Tensor:
+        """An audio file at the model's rate; AudioError if unusable or too short for one frame."""
+        return load_audio(path, self.sample_rate, self.receptive_field)
 
     @property
     def frame_seconds(self) -> float:

@@ -53,12 +53,17 @@ class Vocabulary:
         chars = [c for c in dict.fromkeys(characters) if c not in (" ", WORD_DELIMITER)]
         return cls((BLANK, WORD_DELIMITER, UNK, *chars), blank=0)
 
+    def is_silent(self, token_id: int) -> bool:
+        """True for ids that carry no text: the blank, markers (<s>, </s>, <unused_7>...) and the unknown token."""
+        token = self.tokens[token_id]
+        return token_id == self.blank or is_marker(token) or token == self.unk
+
     def ids_to_text(self, ids) -> str:
-        """Tokens of already-collapsed CTC ids to text: blank, markers and unknown dropped, delimiter -> space."""
+        """Tokens of already-collapsed CTC ids to text: silent ids dropped, delimiter -> space."""
         pieces = []
         for i in ids:
             token = self.tokens[int(i)]
-            if int(i) == self.blank or is_marker(token) or token == self.unk:
+            if self.is_silent(int(i)):
                 continue
             pieces.append(" " if token == self.word_delimiter else token)
         return " ".join("".join(pieces).split())

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from .decode import BeamDecoder, GreedyDecoder, Word
 from .errors import AudioError
-from .inference import EmissionRunner, resolve_precision
-from .io.audio import load_audio
+from .inference import EmissionRunner
 from .model import Wav2Vec2
 
 
@@ -80,29 +79,19 @@ def transcribe_iter(
     The model runs on whatever device it is on. A file that cannot be read yields a Transcript with `error`
     set; the others go on.
     """
-    device = next(model.parameters()).device
-    if batch_seconds is None:
-        batch_seconds = 300.0 if device.type == "cuda" else 30.0
-    runner = EmissionRunner(model, device, resolve_precision(precision, device), batch_seconds, batch_size,
-                            chunk_seconds, context_seconds)
+    runner = EmissionRunner.for_model(model, precision, batch_seconds, batch_size, chunk_seconds, context_seconds)
     frame_seconds = runner.frame_seconds
     if beam:
         decoder = BeamDecoder(model.vocab, frame_seconds, beam_width, lm, alpha, beta, hotwords, hotword_weight)
     else:
         decoder = GreedyDecoder(model.vocab, frame_seconds)
-    min_samples = model.config.receptive_field
-    sample_rate = model.config.sample_rate
 
     def loaded():
-        for path, audio in prefetch(inputs, lambda p: load_audio(p, sample_rate), workers):
+        for path, audio in prefetch(inputs, runner.load, workers):
             if isinstance(audio, AudioError):
                 yield Transcript(str(path), error=audio.reason), None
-            elif len(audio) < min_samples:
-                too_short = Transcript(str(path), error=f"too short to transcribe: {len(audio) / sample_rate:.3f} s "
-                                       f"(the model needs at least {min_samples / sample_rate:.3f} s)")
-                yield too_short, None
             else:
-                yield Transcript(str(path), duration=len(audio) / sample_rate), audio
+                yield Transcript(str(path), duration=len(audio) / runner.sample_rate), audio
 
     # Decoding (CPU) runs in its own thread while the model works on the next group of files.
     with cf.ThreadPoolExecutor(1, thread_name_prefix="w2v2-decode") as decode_pool:

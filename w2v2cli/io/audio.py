@@ -37,8 +37,9 @@ def audio_info(path) -> tuple[int, int]:
     return info.frames, info.samplerate
 
 
-def load_audio(path, sample_rate: int = 16000) -> torch.Tensor:
-    """Decode `path` to mono float32 at `sample_rate`: a (S,) tensor. Raises AudioError naming the file."""
+def load_audio(path, sample_rate: int = 16000, min_samples: int = 0) -> torch.Tensor:
+    """Decode `path` to mono float32 at `sample_rate`: a (S,) tensor. Raises AudioError naming the file,
+    also when it has fewer than `min_samples` samples (a model's receptive field: no frame at all)."""
     import soundfile as sf
 
     path = _check_path(path)
@@ -61,7 +62,11 @@ def load_audio(path, sample_rate: int = 16000) -> torch.Tensor:
         raise AudioError(path, "contains NaN or infinite sample values")
     # A mono file's (S, 1) array is already contiguous as (S,): reshape is a view, so no second copy is made.
     mono = torch.from_numpy(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data.reshape(-1))
-    return resample(mono, file_rate, sample_rate)
+    audio = resample(mono, file_rate, sample_rate)
+    if len(audio) < min_samples:
+        raise AudioError(path, f"too short: {len(audio) / sample_rate:.3f} s (the model needs at least "
+                               f"{min_samples / sample_rate:.3f} s for one frame)")
+    return audio
 
 
 def _check_path(path) -> Path:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import conv_geometry
 from .masks import conv_output_lengths, padding_mask
 
 
@@ -99,21 +100,11 @@ class FeatureEncoder(nn.Module):
             in_channels = channels
         self.layers = nn.ModuleList(layers)
         self.out_channels = in_channels
+        self.receptive_field, self.hop = conv_geometry(conv_layers)
 
     # Past this many output frames, inference runs the stack in blocks of this many (10 s at 50 frames/s),
     # so its largest tensors (the first layer's, 512 x S/5) stay small however long the input is.
     block_frames = 500
-
-    @property
-    def hop(self) -> int:
-        return math.prod(layer.stride for layer in self.layers)
-
-    @property
-    def receptive_field(self) -> int:
-        field, jump = 1, 1
-        for layer in self.layers:
-            field, jump = field + (layer.kernel - 1) * jump, jump * layer.stride
-        return field
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, group_stats=None) -> tuple[torch.Tensor, torch.Tensor]:
         # waveforms: (B, S) -> features (B, T, C); group_stats (mean, var) feed the first layer's GroupNorm
