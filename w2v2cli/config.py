@@ -129,3 +129,144 @@ def preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The self-supervised objective (paper section 3.2-3.3; fairseq names in comments). Defaults are BASE's.
+
+    The quantizer's sizes travel with the pretraining head's weights; the rest are training choices.
+    """
+
+    # Masking of the projected features (mask_prob, mask_length): ~49% of frames for 0.65 x 10.
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    # Contrastive task (num_negatives, logit_temp): distractors come from other masked frames of the utterance.
+    num_negatives: int = 100
+    logit_temp: float = 0.1
+    # Gumbel product quantizer over the CNN features (latent_groups, latent_vars, latent_dim).
+    codebook_groups: int = 2
+    codebook_entries: int = 320
+    codevector_dim: int = 256  # G x d: each group's codewords have codevector_dim / codebook_groups values
+    final_dim: int = 256  # context and quantized vectors are compared in this space
+    # Gumbel temperature, annealed per update: max(start * decay**update, end) (latent_temp).
+    temp_start: float = 2.0
+    temp_end: float = 0.5
+    temp_decay: float = 0.999995
+    # Loss weights (loss_weights [0.1, 10]) and regularization.
+    diversity_weight: float = 0.1
+    feature_penalty_weight: float = 10.0
+    feature_grad_mult: float = 0.1  # gradient reaching the feature encoder is scaled by this
+    target_dropout: float = 0.1  # dropout_features: on the quantizer's input
+
+    def __post_init__(self):
+        problems = []
+        if not 0.0 <= self.mask_prob < 1.0:
+            problems.append(f"mask_prob must be in [0, 1), not {self.mask_prob}")
+        if self.mask_length < 1 or self.num_negatives < 1:
+            problems.append("mask_length and num_negatives must be >= 1")
+        if self.codebook_groups < 1 or self.codebook_entries < 2 or self.codevector_dim % self.codebook_groups:
+            problems.append("codevector_dim must be a multiple of codebook_groups, with >= 2 entries per group")
+        if not 0 < self.temp_end <= self.temp_start or not 0 < self.temp_decay <= 1:
+            problems.append("Gumbel temperatures need 0 < temp_end <= temp_start and 0 < temp_decay <= 1")
+        if self.logit_temp <= 0:
+            problems.append("logit_temp must be > 0")
+        if problems:
+            raise ConfigError("invalid pretraining config: " + "; ".join(problems))
+
+    def temperature(self, update: int) -> float:
+        """Gumbel-softmax temperature after `update` updates: annealed on a schedule, never learned."""
+        return max(self.temp_start * self.temp_decay**update, self.temp_end)
+
+    def replace(self, **changes) -> "PretrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PretrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise ConfigError(f"invalid pretraining config: {exc}") from None
+
+
+# Pretraining heads per model preset (fairseq: final_dim 256 / latent_dim 0 -> final_dim for BASE, 768 for LARGE).
+PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
+    "base": PretrainConfig(),
+    "large": PretrainConfig(codevector_dim=768, final_dim=768),
+    "large-lv60": PretrainConfig(codevector_dim=768, final_dim=768),
+    "tiny": PretrainConfig(codevector_dim=64, final_dim=32, num_negatives=20),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop's settings, shared by pretraining and fine-tuning (defaults: fairseq BASE pretraining)."""
+
+    max_updates: int = 400_000
+    max_tokens: int = 1_400_000  # padded samples per batch and process
+    max_sample_size: int = 250_000  # longer utterances are randomly cropped to this many samples
+    min_sample_size: int = 32_000  # shorter utterances are left out (fairseq min_sample_size; 2 s)
+    update_freq: int = 1  # batches accumulated per update
+    # Optimizer: AdamW; biases, norms, the mask embedding and codebooks get no weight decay.
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    clip_norm: float = 10.0  # 0: no clipping (the norm is still measured and logged)
+    # LR schedule: "linear" (warm-up then linear decay to 0) or "tri_stage" (warm-up, hold, exponential decay).
+    schedule: str = "linear"
+    warmup: float = 0.08  # fraction of max_updates
+    hold: float = 0.0  # tri_stage only
+    init_lr_scale: float = 0.01  # tri_stage: the warm-up starts at lr * this
+    final_lr_scale: float = 0.05  # tri_stage: the decay ends at lr * this
+    # Runtime.
+    seed: int = 1
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; master weights are always fp32
+    num_workers: int = 2
+    activation_checkpointing: bool = False
+    # Bookkeeping.
+    save_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 100
+    valid_every: int = 10_000
+    max_bad_updates: int = 10  # consecutive updates skipped for a non-finite loss or gradient before giving up
+    tensorboard: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        problems = []
+        for name in ("max_updates", "max_tokens", "max_sample_size", "update_freq", "save_every", "keep_last",
+                     "log_every", "valid_every", "max_bad_updates"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
+        if self.num_workers < 0 or self.min_sample_size < 0:
+            problems.append("--num-workers and --min-sample-size must be >= 0")
+        if self.max_sample_size > self.max_tokens:
+            problems.append(f"--max-sample-size ({self.max_sample_size}) must not exceed --max-tokens "
+                            f"({self.max_tokens}): one cropped utterance must fit in a batch")
+        if self.min_sample_size > self.max_sample_size:
+            problems.append(f"--min-sample-size ({self.min_sample_size}) exceeds --max-sample-size "
+                            f"({self.max_sample_size})")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.clip_norm < 0:
+            problems.append("--lr and eps must be > 0, weight decay and --clip-norm >= 0")
+        if self.schedule not in ("linear", "tri_stage"):
+            problems.append(f"schedule must be 'linear' or 'tri_stage', not {self.schedule!r}")
+        if not (0 <= self.warmup <= 1 and 0 <= self.hold <= 1 and self.warmup + self.hold <= 1):
+            problems.append("warm-up and hold are fractions of the updates and must sum to at most 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            problems.append(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        return out

@@ -38,3 +38,9 @@ class ModelFileError(PathError):
 
 class UnsafeCheckpointError(ModelFileError):
     """A checkpoint that could only be read by running code from it (arbitrary unpickling)."""
+
+
+class TrainingError(W2V2Error):
+    """Training cannot go on: repeated non-finite losses, out of memory, an output folder from another run."""
+
+    exit_code = 5

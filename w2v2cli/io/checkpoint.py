@@ -21,10 +21,18 @@ from .atomic import atomic_path
 
 FORMAT_NAME = "w2v2"
 FORMAT_VERSION = "1"
+# Tensors stored beside a model's own weights (a pretraining head) that inference does not load.
+EXTRA_PREFIXES = ("pretraining.",)
 
 
-def save_model(model: Wav2Vec2, path, extra_metadata: dict[str, str] | None = None) -> Path:
-    """Write `model` as one `.safetensors` file whose metadata carries its config and vocabulary."""
+def save_model(
+    model: Wav2Vec2, path, extra_metadata: dict[str, str] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write `model` as one `.safetensors` file whose metadata carries its config and vocabulary.
+
+    `extra_tensors` (e.g. a pretraining head under `pretraining.`) are stored beside the model's weights and
+    skipped by `load_model`."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -33,6 +41,7 @@ def save_model(model: Wav2Vec2, path, extra_metadata: dict[str, str] | None = No
         metadata["vocab"] = model.vocab.to_json()
     metadata.update(extra_metadata or {})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors.update({k: v.detach().to("cpu").contiguous() for k, v in (extra_tensors or {}).items()})
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -112,6 +121,7 @@ def load_native(path) -> Wav2Vec2:
             raise ModelFileError(
                 path, "a safetensors file without a w2v2 model config; for a Hugging Face model pass its folder"
             )
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)}
         return _build(path, metadata["config"], metadata.get("vocab"), tensors)
     data = safe_torch_load(path)
     if not (isinstance(data, dict) and "config" in data and "state_dict" in data):
@@ -139,3 +149,15 @@ def load_model(path, device="cpu") -> Wav2Vec2:
             path, "unknown model file type; expected a .safetensors/.pt model file or a Hugging Face folder"
         )
     return model.to(device).eval()
+
+
+def load_pretraining_head(path) -> tuple[dict[str, torch.Tensor], str] | None:
+    """(head state, pretraining config JSON) stored in a native model file by `pretrain`, or None."""
+    path = Path(path)
+    if path.is_dir() or path.suffix != ".safetensors":
+        return None
+    tensors, metadata = read_safetensors(path)
+    head = {k[len("pretraining."):]: v for k, v in tensors.items() if k.startswith("pretraining.")}
+    if not head or "pretrain_config" not in metadata:
+        return None
+    return head, metadata["pretrain_config"]

@@ -9,6 +9,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..config import conv_geometry
@@ -259,6 +260,8 @@ class Transformer(nn.Module):
         self.layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+        # Training may recompute each layer's activations in backward instead of storing them (less memory).
+        self.activation_checkpointing = False
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # x: (B, T, D) -> (B, T, D); padded frames of the output are zero
@@ -276,7 +279,10 @@ class Transformer(nn.Module):
         for layer in self.layers:
             if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
                 continue
-            x = layer(x, attn_mask)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(layer, x, attn_mask, use_reentrant=False)
+            else:
+                x = layer(x, attn_mask)
         if self.layer_norm_first:
             x = self.layer_norm(x)
         return x.masked_fill(pad.unsqueeze(-1), 0.0)

@@ -54,6 +54,20 @@ class Wav2Vec2(nn.Module):
         self.transformer = Transformer(config)
         self.final_dropout = nn.Dropout(config.final_dropout)
         self.ctc_head = nn.Linear(config.dim, config.vocab_size) if config.vocab_size else None
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """fairseq's initialization, which training from scratch depends on: Kaiming-normal conv kernels (the
+        unnormalized conv layers keep unit-scale activations) and BERT's N(0, 0.02) for the Transformer's linear
+        layers. Skipped on the meta device, where a file's weights are about to replace everything."""
+        if self.mask_embedding.is_meta:
+            return
+        for layer in self.feature_encoder.layers:
+            nn.init.kaiming_normal_(layer.conv.weight)
+        for module in self.transformer.layers.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.zeros_(module.bias)
 
     # The stages are public so that training objectives can work between them (masking, quantizer targets).
     def extract_features(

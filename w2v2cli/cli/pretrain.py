@@ -1,0 +1,85 @@
+"""`w2v2 pretrain`: self-supervised pretraining on unlabeled audio, on one device or many (torchrun)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ..config import PRESETS, PretrainConfig, TrainConfig
+from ..errors import ConfigError
+from . import app
+from .common import set_threads
+from .training import TrainingDisplay, is_main_process, tensorboard_available
+
+_T = TrainConfig()
+_P = PretrainConfig()
+
+
+@app.command()
+def pretrain(
+    train: str = typer.Option(..., "--train", help="Unlabeled audio: a folder (recursive), a fairseq .tsv, a "
+                                                   ".jsonl/.csv manifest or a LibriSpeech-style tree."),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, metrics.jsonl and "
+                                                            "model.safetensors. Rerunning resumes from it."),
+    valid: list[str] = typer.Option([], "--valid", help="Validation data, same formats (repeatable)."),
+    config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
+    init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
+    max_updates: int = typer.Option(_T.max_updates, "--max-updates", help="Updates to train for."),
+    max_tokens: int = typer.Option(_T.max_tokens, "--max-tokens", help="Padded samples per batch and device."),
+    max_sample_size: int = typer.Option(_T.max_sample_size, "--max-sample-size",
+                                        help="Longer utterances are randomly cropped to this many samples."),
+    min_sample_size: int = typer.Option(_T.min_sample_size, "--min-sample-size",
+                                        help="Shorter utterances are left out."),
+    update_freq: int = typer.Option(_T.update_freq, "--update-freq", help="Batches accumulated per update."),
+    lr: float = typer.Option(_T.lr, "--lr", help="Peak learning rate."),
+    warmup: float = typer.Option(_T.warmup, "--warmup", help="Warm-up, as a fraction of --max-updates."),
+    weight_decay: float = typer.Option(_T.weight_decay, "--weight-decay", help="AdamW weight decay."),
+    clip_norm: float = typer.Option(_T.clip_norm, "--clip-norm", help="Gradient norm clipping (0: off)."),
+    mask_prob: float = typer.Option(_P.mask_prob, "--mask-prob", help="Span starts per frame x span length."),
+    mask_length: int = typer.Option(_P.mask_length, "--mask-length", help="Masked span length in frames."),
+    num_negatives: int = typer.Option(None, "--num-negatives",
+                                      help="Distractors per target (default: 100; 20 for tiny)."),
+    save_every: int = typer.Option(_T.save_every, "--save-every", help="Checkpoint every N updates."),
+    keep_last: int = typer.Option(_T.keep_last, "--keep-last", help="Checkpoints kept."),
+    log_every: int = typer.Option(_T.log_every, "--log-every", help="Metrics every N updates."),
+    valid_every: int = typer.Option(_T.valid_every, "--valid-every", help="Validate every N updates."),
+    device: str = typer.Option(_T.device, "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option(_T.precision, "--precision",
+                                  help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
+    num_workers: int = typer.Option(_T.num_workers, "--num-workers", help="Data loading processes per device."),
+    seed: int = typer.Option(_T.seed, "--seed", help="Seed of weights, data order, crops and masks."),
+    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing",
+                                                  help="Recompute Transformer activations in backward (less "
+                                                       "memory, ~30% more compute)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads per process."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+):
+    """Pretrain wav2vec 2.0 on unlabeled audio (contrastive + diversity loss, Gumbel quantizer).
+
+    Multi-GPU: torchrun --nproc-per-node N -m w2v2cli pretrain ... ; the final model is OUTPUT/model.safetensors.
+    """
+    from ..train import pretrain as run_pretrain
+
+    if config is not None and config not in PRESETS:
+        raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
+    if tensorboard:
+        tensorboard_available()
+    set_threads(threads)
+    train_cfg = TrainConfig(
+        max_updates=max_updates, max_tokens=max_tokens, max_sample_size=max_sample_size,
+        min_sample_size=min_sample_size, update_freq=update_freq, lr=lr, warmup=warmup, weight_decay=weight_decay,
+        clip_norm=clip_norm, save_every=save_every, keep_last=keep_last, log_every=log_every,
+        valid_every=valid_every, device=device, precision=precision, num_workers=num_workers, seed=seed,
+        activation_checkpointing=activation_checkpointing, tensorboard=tensorboard,
+    )
+    overrides = {"mask_prob": mask_prob, "mask_length": mask_length}
+    if num_negatives is not None:
+        overrides["num_negatives"] = num_negatives
+    with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
+        summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
+                               pretrain_overrides=overrides, on_event=display)
+    if is_main_process():
+        print(json.dumps({k: summary[k] for k in ("model", "update", "skipped_files", "skipped_updates")}))

@@ -1,0 +1,120 @@
+"""Rendering of training events (shared by `pretrain` and `finetune`): Rich live progress on a terminal, one
+plain line per log interval otherwise; everything on stderr. Only rank 0 receives events."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import ConfigError
+
+# Figures shown per log line, in this order, with their format.
+SHOWN = (
+    ("loss", "loss", ".3f"), ("accuracy", "acc", ".3f"), ("wer", "wer", ".3f"),
+    ("code_perplexity", "code_ppl", ".1f"), ("temperature", "temp", ".3f"), ("lr", "lr", ".2e"),
+    ("grad_norm", "gnorm", ".2f"), ("audio_seconds_per_second", "audio_s/s", ".1f"), ("mfu", "mfu", ".1%"),
+    ("gpu_memory_gb", "gpu_gb", ".1f"),
+)
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def tensorboard_available() -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+
+class TrainingDisplay:
+    def __init__(self, quiet: bool = False):
+        self.err = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.live = not quiet and sys.stderr.isatty()
+        self.progress: Progress | None = None
+        self.task = None
+        self.skipped_shown = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            (self.progress.console if self.progress else self.err).print(text, markup=False, soft_wrap=True)
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            resumed = f", resumed from {event['resumed_from']}" if event["resumed_from"] else ""
+            left_out = f" ({event['left_out']} shorter than --min-sample-size left out)" if event["left_out"] else ""
+            self.line(
+                f"training {event['trainable'] / 1e6:.1f}M of {event['parameters'] / 1e6:.1f}M parameters on "
+                f"{event['utterances']} utterances, {event['hours']:.2f} h{left_out}; {event['batches_per_epoch']} "
+                f"batches per epoch and process; {event['world_size']} x {event['device']}, {event['precision']}"
+                f"{resumed}"
+            )
+            if self.live:
+                self.progress = Progress(
+                    TextColumn("update"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.description}"), console=self.err, transient=False,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("", total=event["max_updates"], completed=event["update"])
+        elif kind == "log":
+            figures = "  ".join(f"{label} {event[key]:{fmt}}" for key, label, fmt in SHOWN
+                                if isinstance(event.get(key), (int, float)))
+            if self.progress is not None:
+                self.progress.update(self.task, completed=event["update"], description=figures)
+            else:
+                self.line(f"update {event['update']}  {figures}")
+        elif kind == "valid":
+            self.err.print(validation_table(event["results"], event["update"])) if not self.quiet else None
+        elif kind == "checkpoint":
+            if not self.live:
+                self.line(f"saved {event['path']}")
+        elif kind in ("skipped_file", "data_problem"):
+            # Every skip is counted in metrics.jsonl; the terminal names the first few.
+            self.skipped_shown += 1
+            if self.skipped_shown <= 20:
+                what = event.get("item") or event.get("problem")
+                reason = f": {event['reason']}" if event.get("reason") else ""
+                self.line(f"warning: skipped {what}{reason}")
+            elif self.skipped_shown == 21:
+                self.line("warning: more files skipped; their count is in metrics.jsonl")
+        elif kind == "nonfinite":
+            ids = ", ".join(event["ids"][:8]) + (" ..." if len(event["ids"]) > 8 else "")
+            self.line(f"warning: update {event['update']} skipped: non-finite loss {event['loss']:.3g} or gradient "
+                      f"norm {event['grad_norm']:.3g}; utterances: {ids}")
+        elif kind == "warning":
+            self.line(f"warning: {event['message']}")
+
+
+def validation_table(results: list[dict], update: int) -> Table:
+    columns = [("loss", ".3f"), ("accuracy", ".3f"), ("wer", ".2%"), ("cer", ".2%"), ("best_wer", ".2%")]
+    present = [(k, f) for k, f in columns if any(k in r for r in results)]
+    table = Table(title=f"validation at update {update}", title_justify="left")
+    table.add_column("set")
+    for extra in ("utterances", "hours"):
+        if any(extra in r for r in results):
+            table.add_column(extra, justify="right")
+    for key, _ in present:
+        table.add_column(key, justify="right")
+    for r in results:
+        row = [r["set"]]
+        if "utterances" in r:
+            row.append(str(int(r["utterances"])))
+        if "hours" in r:
+            row.append(f"{r['hours']:.2f}")
+        row += [format(r[k], f) if isinstance(r.get(k), (int, float)) else "" for k, f in present]
+        table.add_row(*row)
+    return table
