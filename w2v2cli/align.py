@@ -23,7 +23,7 @@ import torch
 from .decode import Word
 from .errors import AudioError, ConfigError, W2V2Error
 from .inference import EmissionRunner
-from .text import Vocabulary, is_marker
+from .text import APOSTROPHES, Vocabulary, char_token_ids, is_marker, letter_cases, spoken_index
 from .transcribe import prefetch
 
 UNKNOWN_POLICIES = ("star", "skip", "error")
@@ -60,30 +60,25 @@ class PlannedWord:
     chars: tuple[str, ...]  # what each token stands for (the original characters for a star)
 
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
-
-
 def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star") -> list[PlannedWord]:
     """Words of `text` (kept as written) as vocabulary tokens, matched in the vocabulary's letter case.
     Punctuation the vocabulary lacks is not spoken and is dropped; other characters it lacks (digits, symbols,
     other scripts) follow `unknown`."""
     if unknown not in UNKNOWN_POLICIES:
         raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, not {unknown!r}")
-    index = {t: i for i, t in enumerate(vocab.tokens) if i != vocab.blank and not is_marker(t)}
-    index.pop(vocab.word_delimiter, None)
-    letters = [t for t in index if len(t) == 1 and t.isalpha()]
-    upper, lower = any(t.isupper() for t in letters), any(t.islower() for t in letters)
+    index = spoken_index(vocab)
+    upper, lower = letter_cases(index)
     star_id = len(vocab)
     planned = []
     for raw in unicodedata.normalize("NFKC", text).split():
-        cased = raw.translate(_APOSTROPHES)
+        cased = raw.translate(APOSTROPHES)
         if upper and not lower:
             cased = cased.upper()
         elif lower and not upper:
             cased = cased.lower()
         tokens, chars, unknown_run = [], [], ""
         for ch in cased:
-            ids = _char_tokens(ch, index)
+            ids = char_token_ids(ch, index)
             if ids is None and unicodedata.category(ch).startswith("P"):
                 continue  # punctuation is not spoken
             if ids is None:
@@ -102,16 +97,6 @@ def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star") -> list
         if tokens:
             planned.append(PlannedWord(raw, tuple(tokens), tuple(chars)))
     return planned
-
-
-def _char_tokens(ch: str, index: dict[str, int]) -> list[int] | None:
-    if ch in index:
-        return [index[ch]]
-    # Accented letters fall back to their base letters when the vocabulary has those (é -> e).
-    base = [c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)]
-    if base and all(c in index for c in base):
-        return [index[c] for c in base]
-    return None
 
 
 def build_targets(words: list[PlannedWord], vocab: Vocabulary, edge_stars: bool

@@ -270,3 +270,66 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["betas"] = list(self.betas)
         return out
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """CTC fine-tuning (fairseq wav2vec_ctc; defaults: its BASE 1 h recipe)."""
+
+    mask_prob: float = 0.65  # 0.065 span starts per frame x 10 frames (fairseq mask_prob 0.65): ~48% of frames
+    mask_length: int = 10
+    mask_channel_prob: float = 0.25  # channel spans per channel x 64 channels, the same for every frame
+    mask_channel_length: int = 64
+    freeze_updates: int = 10_000  # only the CTC head trains before this update (freeze_finetune_updates)
+    layerdrop: float = 0.1
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.1
+    feature_dropout: float = 0.0  # fairseq dropout_input
+    final_dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("mask_prob", "mask_channel_prob", "layerdrop", "dropout", "attention_dropout",
+                     "activation_dropout", "feature_dropout", "final_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1), not {getattr(self, name)}")
+        if self.mask_length < 1 or self.mask_channel_length < 1 or self.freeze_updates < 0:
+            raise ConfigError("mask lengths must be >= 1 and freeze updates >= 0")
+
+    def replace(self, **changes) -> "FinetuneConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """fairseq's BASE fine-tuning recipes (examples/wav2vec/config/finetuning/base_*.yaml). Their updates cover
+    8 x 3.2M samples (2 GPUs x update_freq 4 x max_tokens 3.2M); `finetune` keeps that batch by raising
+    --update-freq on fewer devices."""
+
+    name: str
+    max_updates: int
+    lr: float
+    freeze_updates: int
+    mask_channel_prob: float
+    layerdrop: float
+    valid_every: int
+
+
+FINETUNE_RECIPES: tuple[FinetuneRecipe, ...] = (
+    FinetuneRecipe("10m", 13_000, 5e-5, 10_000, 0.25, 0.1, 1000),
+    FinetuneRecipe("1h", 13_000, 5e-5, 10_000, 0.25, 0.1, 1000),
+    FinetuneRecipe("10h", 20_000, 5e-5, 10_000, 0.5, 0.05, 1000),
+    FinetuneRecipe("100h", 80_000, 3e-5, 0, 0.5, 0.1, 1000),
+)
+
+
+def recipe_for_hours(hours: float) -> FinetuneRecipe:
+    """The recipe of the nearest labeled-data size on a log scale (10 min, 1 h, 10 h, 100 h)."""
+    import math
+
+    sizes = {"10m": 1 / 6, "1h": 1.0, "10h": 10.0, "100h": 100.0}
+    name = min(sizes, key=lambda k: abs(math.log(max(hours, 1e-6)) - math.log(sizes[k])))
+    return next(r for r in FINETUNE_RECIPES if r.name == name)

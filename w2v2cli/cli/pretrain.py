@@ -82,4 +82,4 @@ def pretrain(
         summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
                                pretrain_overrides=overrides, on_event=display)
     if is_main_process():
-        print(json.dumps({k: summary[k] for k in ("model", "update", "skipped_files", "skipped_updates")}))
+        print(json.dumps({k: summary[k] for k in ("model", "update", "skipped_files", "skipped_updates", "world_size", "ranks_in_sync")}))

@@ -95,6 +95,15 @@ class TrainingDisplay:
             ids = ", ".join(event["ids"][:8]) + (" ..." if len(event["ids"]) > 8 else "")
             self.line(f"warning: update {event['update']} skipped: non-finite loss {event['loss']:.3g} or gradient "
                       f"norm {event['grad_norm']:.3g}; utterances: {ids}")
+        elif kind == "subset":
+            self.line(f"training subset: {event['utterances']} utterances, {event['hours']:.3f} h, listed in "
+                      f"{event['path']}")
+        elif kind == "text_report":
+            dropped = event["dropped"]
+            what = ", ".join(f"{ch!r} x{n}" for ch, n in list(dropped.items())[:12]) or "nothing"
+            origin = "built from the transcripts" if event["new_vocabulary"] else "kept from --init"
+            self.line(f"vocabulary: {event['vocab_size']} tokens, {origin}; characters dropped from transcripts: "
+                      f"{what}{' ...' if len(dropped) > 12 else ''}")
         elif kind == "warning":
             self.line(f"warning: {event['message']}")
 

@@ -78,7 +78,7 @@ class GumbelQuantizer(nn.Module):
         codes = choice.argmax(-1)  # (N, G)
         codebooks = self.codevectors.view(self.groups, self.entries, -1)  # (G, V, d)
         quantized = torch.einsum("ngv,gvd->ngd", choice.to(codebooks.dtype), codebooks)  # (N, G, d)
-        return QuantizerOutput(quantized.reshape(N, -1), codes, code_perplexity, prob_perplexity)
+        return QuantizerOutput(quantized.flatten(1), codes, code_perplexity, prob_perplexity)
 
 
 @dataclass

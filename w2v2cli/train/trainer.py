@@ -14,6 +14,7 @@ seed the resumed run ends with bitwise the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -252,7 +253,8 @@ class Trainer:
         sizes = [min(u.num_samples, cfg.max_sample_size) for u in source.utterances]
         sampler = BucketBatchSampler(sizes, cfg.max_tokens, seed=cfg.seed, shuffle=False,
                                      num_replicas=self.dist.world_size, rank=self.dist.rank)
-        dataset = AudioBatchDataset(source.utterances, self.sample_rate, cfg.max_sample_size, cfg.seed, crop=True)
+        dataset = AudioBatchDataset(source.utterances, self.sample_rate, cfg.max_sample_size, cfg.seed,
+                                    crop=getattr(self.objective, "crop", True))
         for batch_indices in sampler.batches(0):
             batch = dataset[(0, 0, batch_indices)]
             if batch.lengths.numel():
@@ -286,7 +288,7 @@ class Trainer:
         module.train()
         inner = module
         if cfg.activation_checkpointing:
-            inner.model.transformer.activation_checkpointing = True
+            inner.model.transformer.activation_checkpointing = True  # every objective's module holds .model
         optimizer = torch.optim.AdamW(
             _param_groups(module, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
             fused=self.device.type == "cuda",
@@ -297,6 +299,8 @@ class Trainer:
             optimizer.load_state_dict(resume["optimizer"])
             self.scaler.load_state_dict(resume["scaler"])
             update, position = resume["update"], tuple(resume["data_position"])
+            if "objective_state" in resume and hasattr(self.objective, "load_state_dict"):
+                self.objective.load_state_dict(resume["objective_state"])
         if self.dist.enabled:
             # Layerdrop and partly frozen models leave some parameters without gradients in some updates.
             module = nn.parallel.DistributedDataParallel(
@@ -308,7 +312,8 @@ class Trainer:
         sampler = BucketBatchSampler(sizes, cfg.max_tokens, seed=cfg.seed, shuffle=True,
                                      num_replicas=self.dist.world_size, rank=self.dist.rank)
         sampler.set_position(*position)
-        dataset = AudioBatchDataset(utterances, self.sample_rate, cfg.max_sample_size, cfg.seed, crop=True)
+        dataset = AudioBatchDataset(utterances, self.sample_rate, cfg.max_sample_size, cfg.seed,
+                                    crop=getattr(self.objective, "crop", True))
         loader = iter(make_loader(dataset, sampler, cfg.num_workers, pin_memory=self.device.type == "cuda"))
         # RNG streams are set after the loader exists, so nothing it does can shift them.
         if resume is not None:
@@ -351,15 +356,22 @@ class Trainer:
                     for item, reason in batch.skipped:
                         skipped_files += 1
                         self._emit("skipped_file", item=item, reason=reason)
+                    weight = 1.0
+                    if batch.lengths.numel() == 0:
+                        # Every file of this batch failed to decode. A silent stand-in with zero weight keeps
+                        # this process in step with the others (DDP needs a backward from every rank).
+                        batch, weight = self._stand_in(batch), 0.0
                     batch = batch.to(self.device, non_blocking=True)
                     ids.extend(batch.ids)
                     sync = micro == cfg.update_freq - 1 or not self.dist.enabled
                     with contextlib.nullcontext() if sync else module.no_sync():
                         with self._autocast():
                             result = self.objective.step(module, batch)
+                        if weight == 0.0:
+                            result = StepResult(torch.nan_to_num(result.loss) * 0.0, 0.0, {})
                         self.scaler.scale(result.loss).backward()
                     sample_size += result.sample_size
-                    audio_samples += int(batch.lengths.sum())
+                    audio_samples += int(batch.lengths.sum()) if weight else 0
                     for key, value in result.sums.items():
                         sums[key] = sums.get(key, 0.0) + value
             except torch.OutOfMemoryError:
@@ -434,6 +446,7 @@ class Trainer:
 
             if self.valid_sources and (update % cfg.valid_every == 0 or update == cfg.max_updates):
                 valid_results = self._validate(module, update)
+                self.objective_after_validation(valid_results, inner)
                 for record in valid_results:
                     if metrics:
                         metrics.write({"update": update, "valid": record})
@@ -442,7 +455,6 @@ class Trainer:
                             if isinstance(value, (int, float)) and key != "update":
                                 tensorboard.add_scalar(f"valid/{record['set']}/{key}", value, update)
                 self._emit("valid", update=update, results=valid_results)
-                self.objective_after_validation(valid_results, inner)
 
             if update % cfg.save_every == 0 or update == cfg.max_updates:
                 self._save_checkpoint(module, optimizer, update, position, self.objective_state())
@@ -458,6 +470,11 @@ class Trainer:
                    "ranks_in_sync": in_sync}
         self._emit("end", **summary)
         return summary
+
+    def _stand_in(self, batch):
+        samples = max(self.cfg.min_sample_size, 2 * self.sample_rate)
+        return dataclasses.replace(batch, waveforms=torch.zeros(1, samples),
+                                   lengths=torch.tensor([samples]), ids=[], texts=[None])
 
     # Hooks an objective may use (fine-tuning keeps its best checkpoint by validation WER).
     def objective_after_validation(self, results: list[dict], module: nn.Module) -> None:

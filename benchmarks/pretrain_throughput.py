@@ -1,0 +1,112 @@
+"""Pretraining throughput: audio seconds per second per device, and model FLOP utilization (MFU) on GPUs.
+
+Usage:
+    .venv/bin/python benchmarks/pretrain_throughput.py --config tiny --updates 40
+    .venv/bin/python benchmarks/pretrain_throughput.py --config base --updates 60 --num-workers 8   # on a GPU
+    torchrun --nproc-per-node 8 benchmarks/pretrain_throughput.py --config base ...                 # per device
+
+It writes synthetic speech-like audio (WAV, 16 kHz, lengths uniform in [--min-seconds, --max-seconds]) to a
+temporary folder and runs the real `pretrain` (data loading, masking, quantizer, loss, AdamW, logging) with
+fairseq's BASE batch (--max-tokens 1.4M samples) unless told otherwise. Throughput is read from metrics.jsonl,
+leaving out the first log interval (start-up, allocator and kernel warm-up). MFU = training FLOPs per audio
+second (3 x forward, counted from the config in w2v2cli/train/flops.py) x audio seconds per second / peak
+dense bf16 FLOPs of the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import speechlike  # noqa: E402
+
+from w2v2cli.config import TrainConfig, preset  # noqa: E402
+from w2v2cli.inference import resolve_precision  # noqa: E402
+from w2v2cli.train import pretrain  # noqa: E402
+from w2v2cli.train.flops import train_flops_per_audio_second  # noqa: E402
+
+
+def cpu_name() -> str:
+    with open("/proc/cpuinfo") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    return f"{names[0]} ({os.cpu_count()} cores)" if names else platform.machine()
+
+
+def write_corpus(folder: Path, hours: float, min_s: float, max_s: float, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    total, i = 0.0, 0
+    while total < hours * 3600:
+        seconds = float(rng.uniform(min_s, max_s))
+        sf.write(folder / f"utt{i:05d}.wav", speechlike(int(seconds * 16000), seed=i), 16000, subtype="PCM_16")
+        total += seconds
+        i += 1
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="base")
+    parser.add_argument("--updates", type=int, default=40)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--max-tokens", type=int, default=1_400_000)
+    parser.add_argument("--max-sample-size", type=int, default=250_000)
+    parser.add_argument("--hours", type=float, default=0.5, help="synthetic corpus size")
+    parser.add_argument("--min-seconds", type=float, default=10.0)
+    parser.add_argument("--max-seconds", type=float, default=16.0)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-workers", type=int, default=4)
+    parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+
+    rank0 = os.environ.get("RANK", "0") == "0"
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(os.environ.get("W2V2_BENCH_DATA", Path(tmp) / "audio"))
+        if not data.exists() or not any(data.iterdir()):
+            data.mkdir(parents=True, exist_ok=True)
+            write_corpus(data, args.hours, args.min_seconds, args.max_seconds)
+        cfg = TrainConfig(
+            max_updates=args.updates, max_tokens=args.max_tokens, max_sample_size=args.max_sample_size,
+            min_sample_size=16000, log_every=args.log_every, save_every=10**9, warmup=0.1,
+            precision=args.precision, device=args.device, num_workers=args.num_workers,
+            activation_checkpointing=args.activation_checkpointing,
+        )
+        summary = pretrain(data, Path(tmp) / "run", config=args.config, train_config=cfg)
+        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    steady = [r for r in records if "audio_seconds_per_second" in r][1:]
+    if not rank0:
+        return
+    world = summary["world_size"]
+    per_device = float(np.mean([r["audio_seconds_per_second"] for r in steady])) / world
+    utterance_s = min(args.max_sample_size / 16000, (args.min_seconds + args.max_seconds) / 2)
+    flops = train_flops_per_audio_second(preset(args.config), utterance_s)
+    on_gpu = torch.cuda.is_available() and args.device != "cpu"
+    device = torch.cuda.get_device_name(0) if on_gpu else cpu_name()
+    result = {
+        "config": args.config, "device": device, "devices": world, "threads": torch.get_num_threads(),
+        "max_tokens": args.max_tokens, "updates": args.updates, "precision": resolve_precision(args.precision, torch.device("cuda" if on_gpu else "cpu")),
+        "audio_seconds_per_second_per_device": round(per_device, 2),
+        "train_gflop_per_audio_second": round(flops / 1e9, 2),
+        "achieved_tflops_per_device": round(per_device * flops / 1e12, 3),
+        "mfu": steady[-1].get("mfu"),
+        "gpu_memory_gb": steady[-1].get("gpu_memory_gb"),
+        "loss_first_last": [round(records[0]["loss"], 3), round(records[-1]["loss"], 3)],
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""`w2v2 finetune`: CTC fine-tuning for speech recognition, with fairseq's low-resource recipes as defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ..config import PRESETS
+from ..errors import ConfigError
+from . import app
+from .common import set_threads
+from .training import TrainingDisplay, is_main_process, tensorboard_available
+
+RECIPE = "default: the recipe for the data size"
+
+
+@app.command()
+def finetune(
+    init: str = typer.Option(..., "--init", help="A pretrained model file, a Hugging Face folder, or scratch "
+                                                 "(with --config: no pretraining)."),
+    train: str = typer.Option(..., "--train", help="Labeled audio: .jsonl/.csv with text, fairseq .tsv with "
+                                                   ".wrd/.ltr, or a LibriSpeech-style tree."),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder: model.safetensors (best by WER), "
+                                                            "checkpoints, metrics.jsonl. Rerunning resumes."),
+    valid: list[str] = typer.Option([], "--valid", help="Validation data (repeatable); the first one picks "
+                                                        "the best model."),
+    config: str = typer.Option(None, "--config", help=f"With --init scratch: {', '.join(PRESETS)}."),
+    hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
+    minutes: float = typer.Option(None, "--minutes", help="Same, in minutes."),
+    max_updates: int = typer.Option(None, "--max-updates", help=f"Updates ({RECIPE})."),
+    lr: float = typer.Option(None, "--lr", help=f"Peak learning rate ({RECIPE})."),
+    freeze_updates: int = typer.Option(None, "--freeze-updates", help=f"Updates that train only the CTC head "
+                                                                      f"({RECIPE})."),
+    mask_prob: float = typer.Option(None, "--mask-prob", help="Time-mask span starts per frame x span length "
+                                                              "(default 0.65: 0.065 x 10)."),
+    mask_channel_prob: float = typer.Option(None, "--mask-channel-prob", help=f"Channel masking ({RECIPE})."),
+    layerdrop: float = typer.Option(None, "--layerdrop", help=f"Transformer layerdrop ({RECIPE})."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="Padded samples per batch and device "
+                                                              "(default 3.2M)."),
+    update_freq: int = typer.Option(None, "--update-freq", help="Batches per update (default: 8 / devices, "
+                                                                "fairseq's batch)."),
+    clip_norm: float = typer.Option(None, "--clip-norm", help="Gradient norm clipping (default 10; 0: off)."),
+    valid_every: int = typer.Option(None, "--valid-every", help="Validate every N updates (default 1000)."),
+    save_every: int = typer.Option(None, "--save-every", help="Checkpoint every N updates (default 1000)."),
+    keep_last: int = typer.Option(None, "--keep-last", help="Checkpoints kept (default 3)."),
+    log_every: int = typer.Option(None, "--log-every", help="Metrics every N updates (default 200)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, "
+                                                              "bf16 or fp16."),
+    num_workers: int = typer.Option(2, "--num-workers", help="Data loading processes per device."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the subset, head, data order and masks."),
+    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing",
+                                                  help="Recompute Transformer activations in backward."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads per process."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+):
+    """Fine-tune a model with CTC on transcribed speech (w2v2 finetune --init pretrained.safetensors --hours 1).
+
+    Validation prints greedy WER/CER per --valid set; OUTPUT/model.safetensors is the best model by the first
+    set's WER (the last one without validation data).
+    """
+    from ..train.finetune import finetune as run_finetune
+    from ..train.finetune import recipe_defaults
+
+    if hours is not None and minutes is not None:
+        raise ConfigError("give --hours or --minutes, not both")
+    if minutes is not None:
+        hours = minutes / 60
+    if config is not None and config not in PRESETS:
+        raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
+    if hours is not None and hours <= 0:
+        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
+    if tensorboard:
+        tensorboard_available()
+    set_threads(threads)
+    given = {k: v for k, v in dict(
+        max_updates=max_updates, lr=lr, max_tokens=max_tokens, update_freq=update_freq, clip_norm=clip_norm,
+        valid_every=valid_every, save_every=save_every, keep_last=keep_last, log_every=log_every,
+    ).items() if v is not None}
+    if "max_tokens" in given:
+        given["max_sample_size"] = given["max_tokens"]
+    tune_given = {k: v for k, v in dict(
+        freeze_updates=freeze_updates, mask_prob=mask_prob, mask_channel_prob=mask_channel_prob,
+        layerdrop=layerdrop,
+    ).items() if v is not None}
+
+    def configs(data_hours: float):
+        train_cfg, tune_cfg = recipe_defaults(data_hours)
+        train_cfg = train_cfg.replace(device=device, precision=precision, num_workers=num_workers, seed=seed,
+                                      activation_checkpointing=activation_checkpointing,
+                                      tensorboard=tensorboard, **given)
+        return train_cfg, tune_cfg.replace(**tune_given)
+
+    with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
+        summary = run_finetune(train, output, valid, init=init, config=config, hours=hours,
+                               configure=configs, on_event=display)
+    if is_main_process():
+        print(json.dumps({k: summary.get(k) for k in ("model", "update", "best_wer", "best_update", "vocab_size",
+                                                      "train_utterances", "skipped_files", "skipped_updates")}))
