@@ -23,7 +23,7 @@ import torch
 from .decode import Word
 from .errors import AudioError, ConfigError, W2V2Error
 from .inference import EmissionRunner
-from .text import APOSTROPHES, Vocabulary, char_token_ids, is_marker, letter_cases, spoken_index
+from .text import APOSTROPHES, Vocabulary, char_token_ids, letter_cases, spoken_index
 from .transcribe import prefetch
 
 UNKNOWN_POLICIES = ("star", "skip", "error")

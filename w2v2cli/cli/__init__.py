@@ -70,7 +70,7 @@ def _root(
     DEBUG["on"] = debug
 
 
-from . import align, finetune, info, pretrain, transcribe  # noqa: E402,F401  (registers the commands)
+from . import align, evaluate, finetune, info, pretrain, transcribe  # noqa: E402,F401  (registers the commands)
 
 
 def _return_freed_memory_to_the_os() -> None:

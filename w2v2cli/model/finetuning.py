@@ -35,7 +35,7 @@ class Wav2Vec2ForCtcTraining(nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
                 target_lengths: torch.Tensor) -> CtcTerms:
         """targets: (B, L) padded label ids; target_lengths: (B,)."""
-        model, cfg = self.model, self.cfg
+        model = self.model
         frozen = self.freeze_encoder and self.training
         with torch.no_grad():
             features, frame_lengths = model.extract_features(waveforms, lengths)  # (B, T, C)

@@ -135,7 +135,6 @@ def finetune(
         base = build_model(preset(config))
     else:
         base = load_model(init)
-    check_output_dir(output)
 
     data_hours = hours if hours is not None else train_source.hours()
     if configure is not None:
@@ -146,6 +145,8 @@ def finetune(
     utterances = train_source.utterances
     if hours is not None:
         utterances = select_hours(utterances, hours, cfg.seed)
+    check_output_dir(output)
+    if hours is not None:
         write_manifest(utterances, output / SUBSET_FILE)
         emit({"event": "subset", "utterances": len(utterances), "path": str(output / SUBSET_FILE),
               "hours": sum(u.num_samples for u in utterances) / 16000 / 3600})
@@ -171,7 +172,7 @@ def finetune(
         references.update(r)
         valid_kept.append(DataSource(source.name, items, []))
     emit({"event": "text_report", "vocab_size": len(vocab), "new_vocabulary": base.vocab is None,
-          "dropped": dict((dropped + dropped_building).most_common())})
+          "dropped": dict((dropped_building if base.vocab is None else dropped).most_common())})
 
     model = with_ctc_head(base, vocab, tune, cfg.seed)
     objective = CtcObjective(model, tune, targets, references, validates=bool(valid_kept),

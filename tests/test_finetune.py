@@ -1,0 +1,191 @@
+"""CTC fine-tuning and evaluation: learning on speech, hours subsets, preflight, resume, WER tables, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from w2v2cli import Vocabulary, build_model, load_model, preset, save_model
+from w2v2cli.cli import app
+from w2v2cli.config import FinetuneConfig, recipe_for_hours
+from w2v2cli.data import Utterance, read_source
+from w2v2cli.data.subset import select_hours
+from w2v2cli.errors import ConfigError, ModelFileError
+from w2v2cli.evaluate import evaluate
+from w2v2cli.text import encode_transcript, training_characters
+from w2v2cli.train.finetune import SUBSET_FILE, ctc_frames_needed, finetune, recipe_defaults
+
+SPEECH = Path(__file__).resolve().parent.parent / "sample_audio"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory):
+    """The three sample utterances as a JSONL manifest with their transcripts."""
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    lines = []
+    for line in (SPEECH / "transcripts.tsv").read_text().splitlines():
+        audio, text = line.split("\t")
+        lines.append(json.dumps({"audio": str(SPEECH / audio), "text": text.title() + "."}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def configs(updates, **tune):
+    def configure(hours):
+        train, tuned = recipe_defaults(hours)
+        train = train.replace(max_updates=updates, lr=2e-3, max_tokens=200_000, max_sample_size=200_000,
+                              update_freq=1, log_every=50, valid_every=100, save_every=100, num_workers=0)
+        return train, tuned.replace(**{"freeze_updates": 0, **tune})
+    return configure
+
+
+def metrics(output):
+    return [json.loads(line) for line in (Path(output) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_model_learns_to_transcribe_speech(labeled, tmp_path):
+    events = []
+    summary = finetune(labeled, tmp_path, valid=[labeled], init="scratch", config="tiny",
+                       configure=configs(300), on_event=events.append)
+    train = [r for r in metrics(tmp_path) if "loss" in r]
+    assert train[-1]["loss"] < 0.5 * train[0]["loss"]
+    valid = [r["valid"] for r in metrics(tmp_path) if "valid" in r]
+    assert valid[-1]["wer"] < 1.0 and valid[-1]["cer"] < 0.6
+    assert summary["best_wer"] == min(v["wer"] for v in valid)
+    assert valid[-1]["best_wer"] == summary["best_wer"]
+    report = next(e for e in events if e["event"] == "text_report")
+    assert report["new_vocabulary"] and report["dropped"] == {".": 3}  # the sentence-final periods
+    # The run's model is the best one by WER, a normal model file transcribe and evaluate use directly.
+    model = load_model(summary["model"])
+    scores = evaluate(model, [str(labeled)])
+    assert scores[0].wer == pytest.approx(summary["best_wer"])
+    assert all(u.hypothesis for u in scores[0].items)  # not all blanks
+    assert (tmp_path / "last.safetensors").exists()
+
+
+def test_resume_keeps_the_best_wer_and_continues(labeled, tmp_path):
+    first = finetune(labeled, tmp_path, valid=[labeled], init="scratch", config="tiny", configure=configs(100))
+    events = []
+    second = finetune(labeled, tmp_path, valid=[labeled], init="scratch", config="tiny", configure=configs(200),
+                      on_event=events.append)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["resumed_from"].endswith("checkpoint_000000100.pt") and start["update"] == 100
+    assert second["update"] == 200 and second["best_wer"] <= first["best_wer"]
+
+
+def test_preflight_skips_utterances_too_short_for_their_transcript(tmp_path):
+    manifest = tmp_path / "train.jsonl"
+    short = "THE QUICK BROWN FOX " * 20  # 400 characters for 3 s: more labels than frames
+    manifest.write_text(
+        json.dumps({"audio": str(SPEECH / "quick_brown_fox.wav"), "text": short, "id": "too_short"}) + "\n"
+        + json.dumps({"audio": str(SPEECH / "self_supervised.flac"), "text": "SELF SUPERVISED", "id": "ok"}) + "\n"
+        + json.dumps({"audio": str(SPEECH / "speech_recognition.wav"), "text": "123 !!", "id": "no_letters"}) + "\n"
+    )
+    events = []
+    summary = finetune(manifest, tmp_path / "run", init="scratch", config="tiny", configure=configs(2),
+                       on_event=events.append)
+    skipped = {e["item"].split(": ")[1].split(" ")[0]: e["reason"] for e in events if e["event"] == "skipped_file"}
+    assert "too_short" in skipped and "frames cannot fit" in skipped["too_short"]
+    assert summary["train_utterances"] == 2  # "123" is spelled by the new vocabulary's digits
+    assert ctc_frames_needed([1, 2, 2, 3]) == 5
+
+
+def test_hours_subset_is_exact_balanced_and_reproducible():
+    utterances = [Utterance(f"s{s}-{i}", Path(f"/x/{s}-{i}.flac"), 16000 * (3 + (i * 7 + s) % 13), "A", f"s{s}")
+                  for s in range(6) for i in range(40)]
+    target = 0.25  # hours
+    subset = select_hours(utterances, target, seed=1)
+    seconds = sum(u.num_samples for u in subset) / 16000
+    assert abs(seconds - target * 3600) <= max(0.01 * target * 3600, 15)
+    assert [u.id for u in subset] == [u.id for u in select_hours(utterances, target, seed=1)]
+    assert [u.id for u in subset] != [u.id for u in select_hours(utterances, target, seed=2)]
+    per_speaker = [sum(u.speaker == f"s{s}" for u in subset) for s in range(6)]
+    assert max(per_speaker) - min(per_speaker) <= 2
+    with pytest.raises(ConfigError, match="holds only"):
+        select_hours(utterances, 100, seed=1)
+
+
+def test_hours_subset_is_written_as_a_manifest_that_reads_back(labeled, tmp_path):
+    finetune(labeled, tmp_path, init="scratch", config="tiny", hours=5 / 3600, configure=configs(1))
+    subset = read_source(tmp_path / SUBSET_FILE, need_text=True)
+    seconds = subset.num_samples / 16000
+    assert abs(seconds - 5) <= max(0.05, max(u.num_samples for u in subset.utterances) / 16000)
+    assert all(u.text for u in subset.utterances)
+
+
+def test_vocabulary_of_an_initial_ctc_model_is_kept(labeled, tmp_path):
+    vocab = Vocabulary.from_characters("abcdefghijklmnopqrstuvwxyz'")
+    torch.manual_seed(0)
+    path = save_model(build_model(preset("tiny", vocab_size=len(vocab)), vocab), tmp_path / "init.safetensors")
+    events = []
+    summary = finetune(labeled, tmp_path / "run", init=path, configure=configs(2), on_event=events.append)
+    assert load_model(summary["model"]).vocab == vocab
+    assert not next(e for e in events if e["event"] == "text_report")["new_vocabulary"]
+
+
+def test_transcript_normalization():
+    assert training_characters("Don’t stop—now!") == ("DON'T STOPNOW", ["—", "!"])
+    vocab = Vocabulary.from_characters("abcdefghijklmnopqrstuvwxyz'")
+    ids, text, dropped = encode_transcript("Café, 42 times", vocab)
+    assert text == "cafe times" and dropped == [",", "4", "2"]
+    assert vocab.ids_to_text(ids) == "cafe times"
+
+
+def test_recipes_by_data_size():
+    assert recipe_for_hours(10 / 60).name == "10m" and recipe_for_hours(1).name == "1h"
+    assert recipe_for_hours(7).name == "10h" and recipe_for_hours(960).name == "100h"
+    train, tune = recipe_defaults(1, world_size=2)
+    assert (train.max_updates, train.lr, train.update_freq, train.schedule) == (13_000, 5e-5, 4, "tri_stage")
+    assert (tune.freeze_updates, tune.mask_channel_prob, tune.layerdrop) == (10_000, 0.25, 0.1)
+    assert recipe_defaults(100, world_size=8)[0].update_freq == 1
+    with pytest.raises(ConfigError):
+        FinetuneConfig(mask_prob=1.5)
+
+
+def test_bad_input_fails_before_any_work(labeled, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError):
+        finetune(empty, tmp_path / "a", init="scratch", config="tiny")
+    with pytest.raises(ConfigError, match="holds only"):
+        finetune(labeled, tmp_path / "b", init="scratch", config="tiny", hours=2)
+    with pytest.raises(ModelFileError, match="no such file"):
+        finetune(labeled, tmp_path / "c", init=tmp_path / "missing.safetensors")
+    with pytest.raises(ConfigError, match="needs --config"):
+        finetune(labeled, tmp_path / "d", init="scratch")
+    letters = Vocabulary.from_characters("ABC")
+    torch.manual_seed(0)
+    init = save_model(build_model(preset("tiny", vocab_size=len(letters)), letters), tmp_path / "abc.safetensors")
+    digits = tmp_path / "digits.jsonl"
+    digits.write_text(json.dumps({"audio": str(SPEECH / "quick_brown_fox.wav"), "text": "xyz 123"}) + "\n")
+    with pytest.raises(ConfigError, match="no utterance can be trained on"):
+        finetune(digits, tmp_path / "e", init=init, configure=configs(1))
+    for path in ("a", "b", "d"):
+        assert not (tmp_path / path).exists()
+    result = subprocess.run([sys.executable, "-m", "w2v2cli", "finetune", "--init", tmp_path / "nope",
+                             "--train", labeled, "--output", tmp_path / "f"], capture_output=True, text=True)
+    assert result.returncode == 4 and result.stderr.count("\n") == 1 and "nope" in result.stderr
+    both = runner.invoke(app, ["finetune", "--init", "scratch", "--config", "tiny", "--train", str(labeled),
+                               "--output", str(tmp_path / "g"), "--hours", "1", "--minutes", "5"])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_evaluate_cli_table_json_and_worst_utterances(labeled, tmp_path):
+    vocab = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    torch.manual_seed(0)
+    model = save_model(build_model(preset("tiny", vocab_size=len(vocab)), vocab), tmp_path / "m.safetensors")
+    table = runner.invoke(app, ["evaluate", "-m", str(model), "--data", str(labeled), "--errors", "2"])
+    assert table.exit_code == 0, table.output
+    assert "WER" in table.output and "train.jsonl" in table.output and "2 worst utterances" in table.output
+    as_json = runner.invoke(app, ["evaluate", "-m", str(model), "--data", str(labeled), "--json", "--errors", "1"])
+    result = json.loads(as_json.output)["sets"][0]
+    assert result["utterances"] == 3 and result["words"] == 26 and len(result["worst"]) == 1
+    assert result["wer"] == result["word_errors"] / result["words"]
+    bare = save_model(build_model(preset("tiny")), tmp_path / "bare.safetensors")
+    no_head = runner.invoke(app, ["evaluate", "-m", str(bare), "--data", str(labeled)])
+    assert no_head.exit_code == 2 and "no CTC head" in no_head.output
