@@ -1,13 +1,16 @@
-"""Pretraining throughput: audio seconds per second per device, and model FLOP utilization (MFU) on GPUs.
+"""Training throughput: audio seconds per second per device, and model FLOP utilization (MFU) on GPUs.
 
 Usage:
     .venv/bin/python benchmarks/pretrain_throughput.py --config tiny --updates 40
     .venv/bin/python benchmarks/pretrain_throughput.py --config base --updates 60 --num-workers 8   # on a GPU
+    .venv/bin/python benchmarks/pretrain_throughput.py --objective finetune --config base ...       # CTC
     torchrun --nproc-per-node 8 benchmarks/pretrain_throughput.py --config base ...                 # per device
 
 It writes synthetic speech-like audio (WAV, 16 kHz, lengths uniform in [--min-seconds, --max-seconds]) to a
 temporary folder and runs the real `pretrain` (data loading, masking, quantizer, loss, AdamW, logging) with
-fairseq's BASE batch (--max-tokens 1.4M samples) unless told otherwise. Throughput is read from metrics.jsonl,
+fairseq's BASE batch (--max-tokens 1.4M samples) unless told otherwise. With --objective finetune it runs
+`finetune` (CTC, random 15-characters-per-second transcripts, no frozen-encoder phase, so the whole
+Transformer trains as in the steady state of a real run) on a model initialized from scratch. Throughput is read from metrics.jsonl,
 leaving out the first log interval (start-up, allocator and kernel warm-up). MFU = training FLOPs per audio
 second (3 x forward, counted from the config in w2v2cli/train/flops.py) x audio seconds per second / peak
 dense bf16 FLOPs of the device.
@@ -30,9 +33,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import speechlike  # noqa: E402
 
-from w2v2cli.config import TrainConfig, preset  # noqa: E402
+from w2v2cli.config import FinetuneConfig, TrainConfig, preset  # noqa: E402
 from w2v2cli.inference import resolve_precision  # noqa: E402
 from w2v2cli.train import pretrain  # noqa: E402
+from w2v2cli.train.finetune import finetune  # noqa: E402
 from w2v2cli.train.flops import train_flops_per_audio_second  # noqa: E402
 
 
@@ -43,18 +47,25 @@ def cpu_name() -> str:
 
 
 def write_corpus(folder: Path, hours: float, min_s: float, max_s: float, seed: int = 0) -> float:
+    """WAV files plus train.jsonl with random letter transcripts (for the CTC objective)."""
     rng = np.random.default_rng(seed)
     total, i = 0.0, 0
-    while total < hours * 3600:
-        seconds = float(rng.uniform(min_s, max_s))
-        sf.write(folder / f"utt{i:05d}.wav", speechlike(int(seconds * 16000), seed=i), 16000, subtype="PCM_16")
-        total += seconds
-        i += 1
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ   "))
+    with open(folder / "train.jsonl", "w") as manifest:
+        while total < hours * 3600:
+            seconds = float(rng.uniform(min_s, max_s))
+            path = folder / f"utt{i:05d}.wav"
+            sf.write(path, speechlike(int(seconds * 16000), seed=i), 16000, subtype="PCM_16")
+            text = " ".join("".join(rng.choice(letters, int(15 * seconds))).split())
+            manifest.write(json.dumps({"audio": str(path), "text": text, "duration": seconds}) + "\n")
+            total += seconds
+            i += 1
     return total
 
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--objective", choices=("pretrain", "finetune"), default="pretrain")
     parser.add_argument("--config", default="base")
     parser.add_argument("--updates", type=int, default=40)
     parser.add_argument("--log-every", type=int, default=10)
@@ -82,7 +93,14 @@ def main():
             precision=args.precision, device=args.device, num_workers=args.num_workers,
             activation_checkpointing=args.activation_checkpointing,
         )
-        summary = pretrain(data, Path(tmp) / "run", config=args.config, train_config=cfg)
+        if args.objective == "pretrain":
+            summary = pretrain(data, Path(tmp) / "run", config=args.config, train_config=cfg)
+        else:
+            tune = FinetuneConfig(freeze_updates=0)
+            cfg = cfg.replace(max_sample_size=args.max_tokens, min_sample_size=0, schedule="tri_stage",
+                              hold=0.4, lr=5e-5)
+            summary = finetune(data / "train.jsonl", Path(tmp) / "run", init="scratch", config=args.config,
+                               train_config=cfg, finetune_config=tune)
         records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     steady = [r for r in records if "audio_seconds_per_second" in r][1:]
     if not rank0:
@@ -94,7 +112,7 @@ def main():
     on_gpu = torch.cuda.is_available() and args.device != "cpu"
     device = torch.cuda.get_device_name(0) if on_gpu else cpu_name()
     result = {
-        "config": args.config, "device": device, "devices": world, "threads": torch.get_num_threads(),
+        "objective": args.objective, "config": args.config, "device": device, "devices": world, "threads": torch.get_num_threads(),
         "max_tokens": args.max_tokens, "updates": args.updates, "precision": resolve_precision(args.precision, torch.device("cuda" if on_gpu else "cpu")),
         "audio_seconds_per_second_per_device": round(per_device, 2),
         "train_gflop_per_audio_second": round(flops / 1e9, 2),

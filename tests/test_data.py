@@ -398,3 +398,11 @@ def test_pin_memory():
     batch = AudioBatchDataset([])[(0, 0, [])]
     pinned = batch.pin_memory()
     assert pinned.waveforms.is_pinned() and pinned.lengths.is_pinned()
+
+
+def test_tsv_of_audio_text_pairs_is_read_like_align_manifests():
+    sample_audio = Path(__file__).resolve().parent.parent / "sample_audio"
+    source = read_source(sample_audio / "transcripts.tsv", need_text=True)
+    assert [u.id for u in source.utterances] == ["quick_brown_fox", "speech_recognition", "self_supervised"]
+    assert source.utterances[0].text == "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+    assert all(u.num_samples > 16000 for u in source.utterances) and not source.problems

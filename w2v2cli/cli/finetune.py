@@ -46,6 +46,8 @@ def finetune(
     save_every: int = typer.Option(None, "--save-every", help="Checkpoint every N updates (default 1000)."),
     keep_last: int = typer.Option(None, "--keep-last", help="Checkpoints kept (default 3)."),
     log_every: int = typer.Option(None, "--log-every", help="Metrics every N updates (default 200)."),
+    max_bad_updates: int = typer.Option(None, "--max-bad-updates",
+                                        help="Stop after this many non-finite updates in a row (default 10)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, "
                                                               "bf16 or fp16."),
@@ -79,6 +81,7 @@ def finetune(
     given = {k: v for k, v in dict(
         max_updates=max_updates, lr=lr, max_tokens=max_tokens, update_freq=update_freq, clip_norm=clip_norm,
         valid_every=valid_every, save_every=save_every, keep_last=keep_last, log_every=log_every,
+        max_bad_updates=max_bad_updates,
     ).items() if v is not None}
     if "max_tokens" in given:
         given["max_sample_size"] = given["max_tokens"]

@@ -45,6 +45,8 @@ def pretrain(
     keep_last: int = typer.Option(_T.keep_last, "--keep-last", help="Checkpoints kept."),
     log_every: int = typer.Option(_T.log_every, "--log-every", help="Metrics every N updates."),
     valid_every: int = typer.Option(_T.valid_every, "--valid-every", help="Validate every N updates."),
+    max_bad_updates: int = typer.Option(_T.max_bad_updates, "--max-bad-updates",
+                                        help="Stop after this many non-finite updates in a row."),
     device: str = typer.Option(_T.device, "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option(_T.precision, "--precision",
                                   help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
@@ -72,7 +74,8 @@ def pretrain(
         max_updates=max_updates, max_tokens=max_tokens, max_sample_size=max_sample_size,
         min_sample_size=min_sample_size, update_freq=update_freq, lr=lr, warmup=warmup, weight_decay=weight_decay,
         clip_norm=clip_norm, save_every=save_every, keep_last=keep_last, log_every=log_every,
-        valid_every=valid_every, device=device, precision=precision, num_workers=num_workers, seed=seed,
+        valid_every=valid_every, max_bad_updates=max_bad_updates, device=device, precision=precision,
+        num_workers=num_workers, seed=seed,
         activation_checkpointing=activation_checkpointing, tensorboard=tensorboard,
     )
     overrides = {"mask_prob": mask_prob, "mask_length": mask_length}

@@ -140,6 +140,8 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
     that is what makes a fairseq manifest fast to load for a million files.
     """
     lines = _read_lines(manifest)
+    if lines and "\t" in lines[0]:
+        return _read_pairs_tsv(manifest, lines, sample_rate)
     if not lines or not lines[0].strip():
         raise ConfigError(f"{manifest}: empty manifest: the first line must be the audio root folder")
     root = _resolve(Path(lines[0].strip()), manifest.parent)
@@ -167,6 +169,19 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
             continue
         text = texts[offset] if texts is not None else None
         utterances.append(Utterance(Path(relative).with_suffix("").as_posix(), audio, num_samples, text))
+    return utterances, problems
+
+
+def _read_pairs_tsv(manifest: Path, lines: list[str], sample_rate: int) -> tuple[list[Utterance], list[str]]:
+    """`audio<TAB>text` lines (what `w2v2 align --manifest` reads): a fairseq root line never holds a tab."""
+    utterances: list[Utterance] = []
+    problems: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        audio, _, text = line.rstrip("\r\n").partition("\t")
+        _add_record({"audio": audio, "text": text}, f"{manifest}:{number}", manifest.parent, sample_rate,
+                    utterances, problems)
     return utterances, problems
 
 
