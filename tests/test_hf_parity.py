@@ -1,5 +1,7 @@
 """Parity with transformers: HF folders loaded by w2v2cli.load_model give the same logits and transcripts."""
 
+import json
+
 import pytest
 import torch
 
@@ -140,3 +142,33 @@ def test_old_weight_norm_names_load(tmp_path):
     w = speechlike(8000, seed=8)
     ref = hf_logits(hf_model, extractor, [w])
     assert (ours(model, [w])[0] - ref).abs().max().item() <= 1e-4
+
+
+def test_pretraining_head_of_a_hf_folder_matches_transformers(tmp_path):
+    """Wav2Vec2ForPreTraining's quantizer (eval: hard choice) and projections, read into the native head."""
+    from w2v2cli.config import PretrainConfig
+    from w2v2cli.io.checkpoint import load_pretraining_head
+    from w2v2cli.model.quantizer import PretrainingHead
+
+    hf_model, extractor, _ = make_hf_folder(tmp_path, "group", arch="Wav2Vec2ForPreTraining",
+                                            num_codevector_groups=2, num_codevectors_per_group=24,
+                                            codevector_dim=32, proj_codevector_dim=16)
+    model = load_model(tmp_path)
+    head_state, cfg_json = load_pretraining_head(tmp_path)
+    cfg = PretrainConfig.from_dict(json.loads(cfg_json))
+    assert (cfg.codebook_groups, cfg.codebook_entries, cfg.codevector_dim, cfg.final_dim) == (2, 24, 32, 16)
+    head = PretrainingHead(model.feature_encoder.out_channels, model.config.dim, cfg)
+    head.load_state_dict(head_state)
+    head.eval()
+    wave = torch.from_numpy(speechlike(16000, seed=3))[None]
+    inputs = extractor([wave[0].numpy()], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        hf_out = hf_model.wav2vec2(inputs.input_values)
+        theirs, _ = hf_model.quantizer(hf_out.extract_features)
+        features, frames = model.extract_features(inputs.input_values, torch.tensor([16000]))
+        _, normalized = model.feature_projection(features)
+        ours = head.quantizer(normalized[0]).quantized
+        assert torch.allclose(ours, theirs[0], atol=1e-5)
+        assert torch.allclose(head.project_q(ours), hf_model.project_q(theirs[0]), atol=1e-5)
+        hidden = model(inputs.input_values)[0][0]
+        assert torch.allclose(head.final_proj(hidden), hf_model.project_hid(hf_out.last_hidden_state[0]), atol=1e-4)

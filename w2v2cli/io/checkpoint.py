@@ -152,9 +152,16 @@ def load_model(path, device="cpu") -> Wav2Vec2:
 
 
 def load_pretraining_head(path) -> tuple[dict[str, torch.Tensor], str] | None:
-    """(head state, pretraining config JSON) stored in a native model file by `pretrain`, or None."""
+    """(head state, pretraining config JSON) stored in a native model file by `pretrain` or in a Hugging Face
+    Wav2Vec2ForPreTraining folder, or None."""
     path = Path(path)
-    if path.is_dir() or path.suffix != ".safetensors":
+    if path.is_dir():
+        from ..config import PretrainConfig
+        from .hf import load_hf_pretraining_head
+
+        found = load_hf_pretraining_head(path)
+        return None if found is None else (found[0], PretrainConfig().replace(**found[1]).to_json())
+    if path.suffix != ".safetensors":
         return None
     tensors, metadata = read_safetensors(path)
     head = {k[len("pretraining."):]: v for k, v in tensors.items() if k.startswith("pretraining.")}

@@ -210,3 +210,39 @@ def load_hf_folder(folder) -> Wav2Vec2:
     state.setdefault("mask_embedding", torch.empty(config.dim).uniform_())
     load_state(model, state, folder)
     return model
+
+
+# Wav2Vec2ForPreTraining's head -> the native pretraining head (project_hid is fairseq's final_proj).
+_HEAD_RENAMES = {
+    "quantizer.codevectors": "quantizer.codevectors",
+    "quantizer.weight_proj.weight": "quantizer.weight_proj.weight",
+    "quantizer.weight_proj.bias": "quantizer.weight_proj.bias",
+    "project_q.weight": "project_q.weight",
+    "project_q.bias": "project_q.bias",
+    "project_hid.weight": "final_proj.weight",
+    "project_hid.bias": "final_proj.bias",
+}
+
+
+def load_hf_pretraining_head(folder) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The quantizer and projections of a Wav2Vec2ForPreTraining folder and their sizes (PretrainConfig
+    fields), or None when the folder has no pretraining head."""
+    folder = Path(folder)
+    hf = _read_json(folder / "config.json")
+    hf_state = _read_weights(folder)
+    if "quantizer.codevectors" not in hf_state:
+        return None
+    missing = [k for k in _HEAD_RENAMES if k not in hf_state]
+    if missing:
+        raise ModelFileError(folder, f"incomplete pretraining head: no {missing[0]}")
+    head = {ours: hf_state[theirs].float() for theirs, ours in _HEAD_RENAMES.items()}
+    fields = {
+        "codebook_groups": int(hf.get("num_codevector_groups", 2)),
+        "codebook_entries": int(hf.get("num_codevectors_per_group", 320)),
+        "codevector_dim": int(hf.get("codevector_dim", 256)),
+        "final_dim": int(hf.get("proj_codevector_dim", 256)),
+        "num_negatives": int(hf.get("num_negatives", 100)),
+        "logit_temp": float(hf.get("contrastive_logits_temperature", 0.1)),
+        "diversity_weight": float(hf.get("diversity_loss_weight", 0.1)),
+    }
+    return head, fields
