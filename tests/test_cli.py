@@ -93,3 +93,8 @@ def test_committed_completion_scripts_are_current(shell):
     committed = (Path(__file__).parent.parent / "completions" / f"w2v2.{shell}").read_text()
     expected = get_completion_script(prog_name="w2v2", complete_var="_W2V2_COMPLETE", shell=shell)
     assert committed.strip() == expected.strip(), "run `make completions`"
+
+
+def test_a_bad_option_value_is_a_usage_error_not_an_internal_one(tmp_path):
+    result = w2v2("transcribe", "--format", "bogus", "x.wav")
+    assert result.returncode == 2 and "Invalid value" in result.stderr and "internal error" not in result.stderr

@@ -148,7 +148,9 @@ class EmissionRunner:
     def run(self, waveforms: list[torch.Tensor]) -> list[torch.Tensor]:
         """Emissions for each waveform (S,) float32 at the model's rate, in the same order."""
         frames = [self.num_frames(len(w)) for w in waveforms]
-        stats = [utterance_stats(self.model, w) for w in waveforms]
+        # Whole-file statistics make windows exact; an exported graph (OnnxModel) has no input for them.
+        exact = getattr(self.model, "accepts_stats", True)
+        stats = [utterance_stats(self.model, w) if exact else None for w in waveforms]
         windows = [
             window
             for i, w in enumerate(waveforms)
@@ -162,7 +164,7 @@ class EmissionRunner:
             x = torch.zeros(len(batch), int(lengths.max()))
             for row, w in enumerate(batch):
                 x[row, : w.end - w.start] = waveforms[w.item][w.start:w.end]
-            batch_stats = UtteranceStats.stack([stats[w.item] for w in batch]).to(self.device)
+            batch_stats = UtteranceStats.stack([stats[w.item] for w in batch]).to(self.device) if exact else None
             with autocast(self.device, self.precision):
                 logits, frame_lengths = self.model(x.to(self.device, non_blocking=True), lengths.to(self.device),
                                                    batch_stats)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:
+    _TyperClickException = click.ClickException
 from typer.core import TyperGroup
 
 from .. import __version__
@@ -26,8 +32,8 @@ class _Group(TyperGroup):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except (SystemExit, typer.Exit, typer.Abort):
-            raise
+        except (SystemExit, typer.Exit, typer.Abort, click.ClickException, _TyperClickException):
+            raise  # usage errors (bad option values) are click's to report: one message, exit status 2
         except Exception as exc:
             if DEBUG["on"] or ctx.resilient_parsing:
                 raise
@@ -70,7 +76,7 @@ def _root(
     DEBUG["on"] = debug
 
 
-from . import align, evaluate, finetune, info, pretrain, transcribe  # noqa: E402,F401  (registers the commands)
+from . import align, evaluate, export, finetune, info, pretrain, transcribe  # noqa: E402,F401  (registers the commands)
 
 
 def _return_freed_memory_to_the_os() -> None:

@@ -142,6 +142,10 @@ def load_model(path, device="cpu") -> Wav2Vec2:
         from .hf import load_hf_folder
 
         model = load_hf_folder(path)
+    elif path.suffix == ".onnx":
+        from ..onnx_model import OnnxModel
+
+        return OnnxModel(path).to(device)
     elif path.suffix in (".safetensors", ".pt", ".pth", ".bin", ".ckpt"):
         model = load_native(path)
     else:

@@ -246,3 +246,125 @@ def load_hf_pretraining_head(folder) -> tuple[dict[str, torch.Tensor], dict] | N
         "diversity_weight": float(hf.get("diversity_loss_weight", 0.1)),
     }
     return head, fields
+
+
+def hf_config(model: Wav2Vec2) -> dict:
+    """config.json of a transformers Wav2Vec2ForCTC (or Wav2Vec2Model without a CTC head) equal to `model`."""
+    cfg = model.config
+    out = {
+        "architectures": ["Wav2Vec2ForCTC" if model.ctc_head is not None else "Wav2Vec2Model"],
+        "model_type": "wav2vec2",
+        "conv_dim": [c for c, _, _ in cfg.conv_layers],
+        "conv_kernel": [k for _, k, _ in cfg.conv_layers],
+        "conv_stride": [s for _, _, s in cfg.conv_layers],
+        "num_feat_extract_layers": len(cfg.conv_layers),
+        "feat_extract_norm": cfg.feature_norm,
+        "feat_extract_activation": "gelu",
+        "conv_bias": cfg.conv_bias,
+        "hidden_size": cfg.dim,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "intermediate_size": cfg.ffn_dim,
+        "hidden_act": cfg.activation,
+        "do_stable_layer_norm": cfg.layer_norm_first,
+        "layer_norm_eps": cfg.layer_norm_eps,
+        "num_conv_pos_embeddings": cfg.pos_conv_kernel,
+        "num_conv_pos_embedding_groups": cfg.pos_conv_groups,
+        "hidden_dropout": cfg.dropout,
+        "attention_dropout": cfg.attention_dropout,
+        "activation_dropout": cfg.activation_dropout,
+        "feat_proj_dropout": cfg.feature_dropout,
+        "final_dropout": cfg.final_dropout,
+        "layerdrop": cfg.layerdrop,
+        "ctc_loss_reduction": "mean",
+        "ctc_zero_infinity": True,
+    }
+    if model.vocab is not None:
+        out["vocab_size"] = len(model.vocab)
+        out["pad_token_id"] = model.vocab.blank
+    return out
+
+
+def hf_state(model: Wav2Vec2) -> dict[str, torch.Tensor]:
+    """The model's weights under transformers' names (q/k/v split again, weight norm as parametrizations)."""
+    inverse = [
+        (r"feature_encoder\.layers\.(\d+)\.conv\.(weight|bias)", r"wav2vec2.feature_extractor.conv_layers.\1.conv.\2"),
+        (r"feature_encoder\.layers\.(\d+)\.norm\.(weight|bias)", r"wav2vec2.feature_extractor.conv_layers.\1.layer_norm.\2"),
+        (r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"wav2vec2.feature_projection.\1.\2"),
+        (r"mask_embedding", r"wav2vec2.masked_spec_embed"),
+        (r"transformer\.pos_conv\.weight_g", r"wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
+        (r"transformer\.pos_conv\.weight_v", r"wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
+        (r"transformer\.pos_conv\.bias", r"wav2vec2.encoder.pos_conv_embed.conv.bias"),
+        (r"transformer\.layer_norm\.(weight|bias)", r"wav2vec2.encoder.layer_norm.\1"),
+        (r"transformer\.layers\.(\d+)\.attention\.out_proj\.(weight|bias)", r"wav2vec2.encoder.layers.\1.attention.out_proj.\2"),
+        (r"transformer\.layers\.(\d+)\.attention_norm\.(weight|bias)", r"wav2vec2.encoder.layers.\1.layer_norm.\2"),
+        (r"transformer\.layers\.(\d+)\.feed_forward\.intermediate\.(weight|bias)", r"wav2vec2.encoder.layers.\1.feed_forward.intermediate_dense.\2"),
+        (r"transformer\.layers\.(\d+)\.feed_forward\.output\.(weight|bias)", r"wav2vec2.encoder.layers.\1.feed_forward.output_dense.\2"),
+        (r"transformer\.layers\.(\d+)\.final_norm\.(weight|bias)", r"wav2vec2.encoder.layers.\1.final_layer_norm.\2"),
+        (r"ctc_head\.(weight|bias)", r"lm_head.\1"),
+    ]
+    qkv = re.compile(r"transformer\.layers\.(\d+)\.attention\.qkv\.(weight|bias)")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        m = qkv.fullmatch(key)
+        if m:
+            for name, part in zip("qkv", value.chunk(3)):
+                out[f"wav2vec2.encoder.layers.{m.group(1)}.attention.{name}_proj.{m.group(2)}"] = part
+            continue
+        for pattern, template in inverse:
+            if re.fullmatch(pattern, key):
+                out[re.sub(pattern, template, key)] = value
+                break
+        else:
+            raise ConfigError(f"no transformers name for weight {key!r}")
+    if model.ctc_head is None:  # a bare Wav2Vec2Model has no "wav2vec2." prefix
+        out = {k.removeprefix("wav2vec2."): v for k, v in out.items()}
+    return out
+
+
+GROUP_NORM_NOTE = """
+## Batched inference
+
+This model normalizes the first convolution's output with GroupNorm over time (the BASE form). transformers
+computes those statistics over the padded batch, so its outputs for an utterance change with the padding it
+gets; run it one utterance at a time (no attention mask) for exact results. w2v2 computes them per utterance
+over its valid samples, so batched and single outputs agree.
+"""
+
+
+def save_hf_folder(model: Wav2Vec2, folder, dtype: torch.dtype = torch.float32) -> Path:
+    """Write `model` as a transformers folder: config.json, model.safetensors, vocab.json, tokenizer and
+    feature-extractor configs and a README. `folder` must not exist yet or be empty."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = hf_config(model)
+    config["torch_dtype"] = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in hf_state(model).items()}
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    cfg = model.config
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "padding_side": "right",
+        "padding_value": 0.0, "sampling_rate": cfg.sample_rate, "do_normalize": cfg.normalize_waveform,
+        "return_attention_mask": cfg.feature_norm == "layer", "processor_class": "Wav2Vec2Processor",
+    }, indent=2) + "\n")
+    if model.vocab is not None:
+        vocab = model.vocab
+        (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab.tokens)},
+                                                      ensure_ascii=False, indent=2) + "\n")
+        special = {"pad_token": vocab.blank_token, "unk_token": vocab.unk or vocab.blank_token,
+                   "word_delimiter_token": vocab.word_delimiter or "|"}
+        (folder / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "Wav2Vec2CTCTokenizer", "processor_class": "Wav2Vec2Processor",
+            "do_lower_case": False, "bos_token": None, "eos_token": None, **special,
+        }, indent=2) + "\n")
+        (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    card = [f"# wav2vec 2.0 ({cfg.num_layers} x {cfg.dim}, {'CTC, ' + str(cfg.vocab_size) + ' tokens' if cfg.vocab_size else 'encoder'})",
+            "", "Exported by w2v2 (`w2v2 export --format hf`). Load with `Wav2Vec2ForCTC.from_pretrained` and "
+            "`Wav2Vec2Processor.from_pretrained`; audio at " f"{cfg.sample_rate} Hz mono."]
+    if cfg.feature_norm == "group":
+        card.append(GROUP_NORM_NOTE)
+    (folder / "README.md").write_text("\n".join(card) + "\n")
+    return folder

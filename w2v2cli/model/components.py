@@ -22,9 +22,15 @@ def activation_fn(name: str):
     return {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}[name]
 
 
+def static_graph() -> bool:
+    """True while the model is being traced or exported: no branches on tensor values, no in-place shortcuts,
+    so the recorded graph holds for every batch (the general masked paths compute the same results)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def _can_overwrite(x: torch.Tensor) -> bool:
     """In-place updates are safe when no autograd graph records x (inference)."""
-    return not (torch.is_grad_enabled() and x.requires_grad)
+    return not (torch.is_grad_enabled() and x.requires_grad) and not static_graph()
 
 
 class MaskedGroupNorm(nn.Module):
@@ -46,7 +52,7 @@ class MaskedGroupNorm(nn.Module):
         xf = x.float()
         if stats is not None:
             mean, var = (t.float() for t in stats)
-        elif bool((lengths == x.shape[-1]).all()):  # nothing padded: the fused kernel computes the same thing
+        elif not static_graph() and bool((lengths == x.shape[-1]).all()):  # unpadded: the fused kernel agrees
             return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
         else:
             valid = (~padding_mask(lengths, x.shape[-1])).to(xf.dtype).unsqueeze(-1)  # (B, T, 1)
@@ -111,7 +117,7 @@ class FeatureEncoder(nn.Module):
         # waveforms: (B, S) -> features (B, T, C); group_stats (mean, var) feed the first layer's GroupNorm
         hop, field = self.hop, self.receptive_field
         num_frames = (waveforms.shape[1] - field) // hop + 1
-        if self.training or num_frames <= self.block_frames:
+        if static_graph() or self.training or num_frames <= self.block_frames:
             x = waveforms.unsqueeze(1)  # (B, 1, S)
             for i, layer in enumerate(self.layers):
                 x, lengths = layer(x, lengths, group_stats if i == 0 else None)
@@ -272,7 +278,7 @@ class Transformer(nn.Module):
             x = self.layer_norm(x)
         x = self.dropout(x)
         attn_mask = None
-        if bool(pad.any()):
+        if static_graph() or bool(pad.any()):
             # (B, 1, 1, T), True = may attend. An utterance with no frames attends to everything so that
             # softmax stays finite; its rows are padding and are zeroed below.
             attn_mask = (~pad | (lengths == 0).unsqueeze(1)).view(x.shape[0], 1, 1, x.shape[1])

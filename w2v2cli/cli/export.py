@@ -1,0 +1,62 @@
+"""`w2v2 export`: write a model for ONNX Runtime, plain PyTorch or transformers, verified against the original."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..io.checkpoint import load_model
+from . import app
+from .common import set_threads
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    pt2 = "pt2"
+    torchscript = "torchscript"
+    hf = "hf"
+    safetensors = "safetensors"
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="A w2v2 model file or Hugging Face folder."),
+    fmt: Format = typer.Option(..., "--format", "-f", help="onnx (ONNX Runtime), pt2 (torch.export), torchscript, "
+                                                            "hf (transformers folder) or safetensors (w2v2)."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (a folder for --format hf)."),
+    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization (--format onnx)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 storage (safetensors, hf)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip running the export against the model."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads."),
+):
+    """Export a model and check it: the written file is run on a padded batch and single utterances and must
+    match the PyTorch model (ONNX/pt2/TorchScript: logits within 1e-3, transformers: 1e-4, same greedy
+    transcripts), or nothing is written. Prints a JSON report on stdout."""
+    from ..export import export_model
+
+    set_threads(threads)
+    loaded = load_model(model)
+    err = Console(stderr=True, highlight=False)
+    with err.status(f"exporting to {fmt.value} and verifying", spinner="dots") if err.is_terminal else _null():
+        report = export_model(loaded, fmt.value, output, quantize=quantize, precision=precision, opset=opset,
+                              verify=not no_verify, threads=threads)
+    verdict = "verified" if report.verified else "written, not verified (--no-verify)"
+    diff = f", max logit diff {report.max_abs_diff:.2g}" if report.max_abs_diff is not None else ""
+    err.print(f"{report.path}: {verdict}{diff}, {report.size_bytes / 1e6:.1f} MB, {report.seconds:.1f} s",
+              markup=False)
+    for note in report.notes:
+        err.print(f"note: {note}", markup=False)
+    print(json.dumps(report.to_dict()))
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

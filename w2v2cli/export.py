@@ -1,0 +1,331 @@
+"""`w2v2 export`: ONNX, torch.export (.pt2), TorchScript, Hugging Face and safetensors, each verified.
+
+Every export is written beside its destination under a temporary name, run on a padded batch of three
+utterances of different lengths and on each utterance alone, compared with the PyTorch model (max abs logit
+difference over valid frames, greedy transcripts), and only then renamed into place. A failed check leaves
+nothing behind and reports the measured difference.
+
+The exported graphs take `waveforms` (batch, samples) float32 and `lengths` (batch,) int64 and return `logits`
+(batch, frames, vocab) and `frame_lengths` (batch,), with dynamic batch and time axes. They contain the model's
+inference path only: no dropout, layerdrop or masking, and no shortcut that depends on the values of the batch
+(the model switches to its general masked path while being traced).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .decode import greedy_decode
+from .errors import ConfigError, W2V2Error
+from .io.checkpoint import save_model
+from .model import Wav2Vec2
+
+FORMATS = ("onnx", "pt2", "torchscript", "hf", "safetensors")
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt", "safetensors": ".safetensors"}
+# Largest max-abs logit difference accepted per format at fp32 (the issue's contract: 1e-3; transformers 1e-4).
+# safetensors: the weights are compared exactly; logits may differ by the ~1e-5 of batched vs single runs.
+TOLERANCE = {"onnx": 1e-3, "pt2": 1e-3, "torchscript": 1e-3, "hf": 1e-4, "safetensors": 1e-4}
+# fp16 weights move logits by ~1e-2 on BASE; what must hold then is the transcripts.
+FP16_TOLERANCE = 0.1
+# Shortest input the exported graphs accept: two frames (one-frame axes get specialized away by the tracers).
+MIN_SAMPLES = 720
+
+
+class ExportError(W2V2Error):
+    """An export that could not be written or did not reproduce the model."""
+
+    exit_code = 1
+
+
+@dataclass
+class ExportReport:
+    format: str
+    path: str
+    verified: bool
+    max_abs_diff: float | None = None
+    transcripts_equal: bool | None = None
+    transcript_agreement: float | None = None  # fraction of test utterances with identical greedy text
+    seconds: float = 0.0
+    size_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class _Logits(nn.Module):
+    """The traced signature: (waveforms, lengths) -> (logits, frame_lengths)."""
+
+    def __init__(self, model: Wav2Vec2):
+        super().__init__()
+        self.model = model
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor):
+        return self.model(waveforms, lengths)
+
+
+def verification_inputs(sample_rate: int = 16000) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of three utterances (1.3 s, 0.7 s, 2.1 s) of deterministic speech-like audio."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([int(1.3 * sample_rate), int(0.7 * sample_rate), int(2.1 * sample_rate)])
+    waveforms = torch.zeros(3, int(lengths.max()))
+    for row, n in enumerate(lengths.tolist()):
+        t = torch.arange(n) / sample_rate
+        f0 = 110 + 60 * torch.sin(2 * math.pi * (0.5 + row) * t)
+        phase = 2 * math.pi * torch.cumsum(f0, 0) / sample_rate
+        voiced = sum(torch.sin(k * phase) / k for k in range(1, 6))
+        envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 3 * t + row)
+        waveforms[row, :n] = 0.3 * voiced * envelope + 0.02 * torch.randn(n, generator=g)
+    return waveforms, lengths
+
+
+def _compare(model: Wav2Vec2, run: Callable, batch: bool = True) -> tuple[float, float]:
+    """(max abs logit difference over valid frames, fraction of identical greedy transcripts) of `run`, which maps
+    (waveforms, lengths) to (logits, frame_lengths), against the model: padded batch and single utterances."""
+    waveforms, lengths = verification_inputs(model.config.sample_rate)
+    with torch.inference_mode():
+        ref, ref_frames = model(waveforms, lengths)
+    cases = [(waveforms, lengths, list(range(3)))] if batch else []
+    cases += [(waveforms[i:i + 1, : lengths[i]], lengths[i:i + 1], [i]) for i in range(3)]
+    worst, same, total = 0.0, 0, 0
+    for w, n, rows in cases:
+        with torch.inference_mode():
+            logits, frames = run(w, n)
+        logits, frames = torch.as_tensor(logits).float(), torch.as_tensor(frames)
+        for out_row, i in enumerate(rows):
+            T = int(ref_frames[i])
+            if int(frames[out_row]) != T:
+                return math.inf, 0.0
+            worst = max(worst, float((logits[out_row, :T] - ref[i, :T]).abs().max()) if T else 0.0)
+            if model.vocab is not None:
+                ours = greedy_decode(ref[i:i + 1, :T], ref_frames[i:i + 1], model.vocab)
+                theirs = greedy_decode(logits[out_row:out_row + 1, :T], frames[out_row:out_row + 1], model.vocab)
+                same += ours == theirs
+                total += 1
+    return worst, (same / total if total else 1.0)
+
+
+@contextlib.contextmanager
+def _staged(output: Path, is_dir: bool):
+    """A temporary path beside `output`; renamed over it when the block succeeds, removed otherwise."""
+    output = output.resolve()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=output.suffix, dir=output.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        yield tmp
+        if is_dir and output.exists():
+            shutil.rmtree(output)
+        os.replace(tmp, output)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _require(module: str, purpose: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(f"{purpose} needs the {module} package: pip install {module}") from None
+
+
+def _export_onnx(model: Wav2Vec2, path: Path, opset: int) -> None:
+    onnx = _require("onnx", "--format onnx")
+    waveforms, lengths = verification_inputs(model.config.sample_rate)
+    import warnings
+
+    with warnings.catch_warnings():  # the tracer's notes about Python-level shape checks are expected here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Logits(model).eval(), (waveforms, lengths), str(path), input_names=["waveforms", "lengths"],
+            output_names=["logits", "frame_lengths"], opset_version=opset, dynamo=False,
+            dynamic_axes={"waveforms": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                          "logits": {0: "batch", 1: "frames"}, "frame_lengths": {0: "batch"}},
+        )
+    proto = onnx.load(str(path))
+    metadata = {"w2v2_format": "1", "w2v2_config": model.config.to_json(), "min_samples": str(MIN_SAMPLES)}
+    if model.vocab is not None:
+        metadata["w2v2_vocab"] = model.vocab.to_json()
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def _onnx_runner(path: Path, threads: int | None = None) -> Callable:
+    ort = _require("onnxruntime", "running ONNX models")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(waveforms, lengths):
+        logits, frames = session.run(None, {"waveforms": waveforms.numpy(), "lengths": lengths.numpy()})
+        return torch.from_numpy(logits), torch.from_numpy(frames)
+
+    return run
+
+
+def _export_pt2(model: Wav2Vec2, path: Path) -> None:
+    waveforms, lengths = verification_inputs(model.config.sample_rate)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    samples = torch.export.Dim("samples", min=MIN_SAMPLES, max=model.config.sample_rate * 3600 * 4)
+    program = torch.export.export(_Logits(model).eval(), (waveforms, lengths),
+                                  dynamic_shapes={"waveforms": {0: batch, 1: samples}, "lengths": {0: batch}})
+    torch.export.save(program, str(path))
+
+
+def _export_torchscript(model: Wav2Vec2, path: Path) -> None:
+    waveforms, lengths = verification_inputs(model.config.sample_rate)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(_Logits(model).eval(), (waveforms, lengths), check_trace=False)
+    torch.jit.save(traced, str(path))
+
+
+def _hf_runner(path: Path, model: Wav2Vec2) -> Callable:
+    transformers = _require("transformers", "verifying a Hugging Face export")
+    transformers.utils.logging.disable_progress_bar()
+    hf = transformers.Wav2Vec2ForCTC.from_pretrained(str(path)).eval()
+    extractor = transformers.Wav2Vec2FeatureExtractor.from_pretrained(str(path))
+
+    def run(waveforms, lengths):
+        # transformers normalizes in its feature extractor; one utterance at a time (see GROUP_NORM_NOTE).
+        inputs = extractor([w[: int(n)].numpy() for w, n in zip(waveforms, lengths)],
+                           sampling_rate=model.config.sample_rate, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            logits = hf(inputs.input_values, attention_mask=inputs.get("attention_mask")).logits
+        return logits, model.frame_lengths(lengths)
+
+    return run
+
+
+def export_model(model: Wav2Vec2, fmt: str, output, *, quantize: str | None = None, precision: str = "fp32",
+                 opset: int = 17, verify: bool = True, threads: int | None = None) -> ExportReport:
+    """Export `model` (a loaded w2v2 model) to `output` in `fmt`, verify it, and return what was measured."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"--quantize {quantize!r}: only int8 is available")
+    if quantize and fmt != "onnx":
+        raise ConfigError("--quantize int8 is for --format onnx (onnxruntime's dynamic quantization)")
+    if precision not in ("fp32", "fp16"):
+        raise ConfigError(f"--precision {precision!r}: choose fp32 or fp16")
+    if precision == "fp16" and fmt not in ("safetensors", "hf"):
+        raise ConfigError("--precision fp16 is for --format safetensors and hf (fp16 storage)")
+    if fmt in ("onnx", "pt2", "torchscript", "hf") and (model.ctc_head is None or model.vocab is None):
+        raise ConfigError(f"--format {fmt} exports a CTC model and this model has no CTC head; use --format "
+                          "safetensors for an encoder")
+    output = Path(output)
+    if fmt != "hf" and output.is_dir():
+        raise ConfigError(f"--output {output}: is a folder; give a file name ending in {SUFFIXES[fmt]}")
+    if fmt == "hf" and output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"--output {output}: exists and is not an empty folder")
+    model = model.float().eval().cpu()
+    start = time.perf_counter()
+    report = ExportReport(fmt, str(output), verified=False)
+    with _staged(output, is_dir=fmt == "hf") as tmp:
+        try:
+            runner = _write(model, fmt, tmp, quantize, precision, opset, threads, report)
+        except W2V2Error:
+            raise
+        except Exception as exc:
+            raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        if verify:
+            _verify(model, fmt, runner, quantize, precision, report)
+        report.size_bytes = (sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) if tmp.is_dir()
+                             else tmp.stat().st_size)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _write(model, fmt, tmp: Path, quantize, precision, opset, threads, report) -> Callable | None:
+    if fmt == "onnx":
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            with tempfile.TemporaryDirectory() as scratch:
+                fp32 = Path(scratch) / "fp32.onnx"
+                _export_onnx(model, fp32, opset)
+                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+            report.notes.append("int8: dynamic quantization of MatMul weights (onnxruntime)")
+        else:
+            _export_onnx(model, tmp, opset)
+        return _onnx_runner(tmp, threads)
+    if fmt == "pt2":
+        _export_pt2(model, tmp)
+        program = torch.export.load(str(tmp)).module()
+        return lambda w, n: program(w, n)
+    if fmt == "torchscript":
+        _export_torchscript(model, tmp)
+        scripted = torch.jit.load(str(tmp))
+        return lambda w, n: scripted(w, n)
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    if fmt == "hf":
+        from .io.hf import save_hf_folder
+
+        save_hf_folder(model, tmp, dtype)
+        if model.config.feature_norm == "group":
+            report.notes.append("group-norm model: transformers' outputs depend on padding; verified one "
+                                "utterance at a time (see the folder's README)")
+        return _hf_runner(tmp, model)
+    # safetensors: the native format, optionally with fp16 storage.
+    stored = model if dtype == torch.float32 else _half_copy(model)
+    save_model(stored, tmp)
+    from .io.checkpoint import load_native
+
+    reloaded = load_native(tmp)
+    if dtype == torch.float32:
+        original, copy = model.state_dict(), reloaded.state_dict()
+        if original.keys() != copy.keys() or not all(torch.equal(original[k], copy[k]) for k in original):
+            raise ExportError("safetensors export: the weights read back differ from the model's")
+    reloaded = reloaded.float().eval()
+    return lambda w, n: reloaded(w, n)
+
+
+def _half_copy(model: Wav2Vec2) -> Wav2Vec2:
+    import copy
+
+    return copy.deepcopy(model).half()
+
+
+def _verify(model, fmt, runner, quantize, precision, report: ExportReport) -> None:
+    # An encoder (safetensors only) is compared on its hidden states, with no transcripts.
+    diff, agreement = _compare(model, runner, batch=not (fmt == "hf" and model.config.feature_norm == "group"))
+    report.max_abs_diff, report.transcript_agreement = diff, agreement
+    report.transcripts_equal = agreement == 1.0
+    if quantize:
+        # int8 changes the numbers by design: what it preserves is reported, not enforced.
+        report.verified = True
+        report.notes.append(f"int8 vs fp32: {agreement:.0%} of test transcripts identical, max logit diff "
+                            f"{diff:.3g}")
+        return
+    limit = FP16_TOLERANCE if precision == "fp16" else TOLERANCE[fmt]
+    if not (diff <= limit and report.transcripts_equal):
+        raise ExportError(
+            f"{fmt} export does not reproduce the model: max abs logit difference {diff:.3g} (limit {limit:g}), "
+            f"{agreement:.0%} of greedy transcripts identical; nothing was written"
+        )
+    report.verified = True
