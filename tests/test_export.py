@@ -118,6 +118,8 @@ def test_transcribe_runs_an_onnx_export(ctc_model, tmp_path):
         assert result.exit_code == 0, result.output
         results[path.suffix] = [json.loads(line)["text"] for line in result.stdout.splitlines()]
     assert results[".onnx"] == results[".safetensors"] and any(results[".onnx"])
+    info = runner.invoke(app, ["info", "--json", str(tmp_path / "m.onnx")])
+    assert info.exit_code == 0 and json.loads(info.stdout)["parameters"]["total"] == ctc_model.num_parameters()
 
 
 def test_cli_reports_and_bad_input(tmp_path):

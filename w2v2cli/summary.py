@@ -26,11 +26,16 @@ def source_format(path) -> str:
     path = Path(path)
     if path.is_dir():
         return "Hugging Face folder"
-    return {".safetensors": "w2v2 safetensors"}.get(path.suffix, "PyTorch weights-only file")
+    return {".safetensors": "w2v2 safetensors", ".onnx": "ONNX (w2v2 export)"}.get(
+        path.suffix, "PyTorch weights-only file")
 
 
 def describe_model(model: Wav2Vec2, path=None) -> dict:
     cfg = model.config
+    if not isinstance(model, Wav2Vec2):  # an exported model (OnnxModel): count on a weightless twin
+        from .io.checkpoint import build_empty
+
+        model = build_empty(cfg, model.vocab)
 
     def count(module) -> int:
         return sum(p.numel() for p in module.parameters()) if module is not None else 0

@@ -1,4 +1,4 @@
-"""Hugging Face `transformers` wav2vec 2.0 folders -> the native model.
+"""Hugging Face `transformers` wav2vec 2.0 folders <-> the native model.
 
 Reads `Wav2Vec2ForCTC`, `Wav2Vec2ForPreTraining` and `Wav2Vec2Model` folders in both the group-norm (BASE)
 and layer-norm / stable-layer-norm (LARGE-LV60) forms. transformers itself is not needed to load them.
