@@ -6,8 +6,17 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import typer
+
 from ..errors import ConfigError
 from ..io.audio import find_audio_files
+
+# Decoding options shared by transcribe and evaluate (one definition, the same flags and help everywhere).
+BEAM = typer.Option(False, "--beam", help="Beam search (pyctcdecode) instead of greedy decoding.")
+BEAM_WIDTH = typer.Option(32, "--beam-width", help="Beams kept by --beam.")
+LM = typer.Option(None, "--lm", help="KenLM language model (.arpa or .bin) for --beam.")
+ALPHA = typer.Option(0.5, "--alpha", help="Language model weight.")
+BETA = typer.Option(1.0, "--beta", help="Word insertion bonus.")
 
 # Where the embedded default model lives once one is installed.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.safetensors"

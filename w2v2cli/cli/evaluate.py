@@ -12,7 +12,7 @@ from rich.table import Table
 from ..inference import resolve_device
 from ..io.checkpoint import load_model
 from . import app
-from .common import resolve_model, set_threads
+from .common import ALPHA, BEAM, BEAM_WIDTH, BETA, LM, resolve_model, set_threads
 
 
 @app.command()
@@ -22,11 +22,11 @@ def evaluate(
                                                               "(repeatable)."),
     model: Path = typer.Option(None, "--model", "-m", help="A fine-tuned w2v2 model file or Hugging Face folder "
                                                            "(default: the embedded model)."),
-    beam: bool = typer.Option(False, "--beam", help="Beam search (pyctcdecode) instead of greedy decoding."),
-    beam_width: int = typer.Option(32, "--beam-width", help="Beams kept by --beam."),
-    lm: Path = typer.Option(None, "--lm", help="KenLM language model for --beam."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Language model weight."),
-    beta: float = typer.Option(1.0, "--beta", help="Word insertion bonus."),
+    beam: bool = BEAM,
+    beam_width: int = BEAM_WIDTH,
+    lm: Path = LM,
+    alpha: float = ALPHA,
+    beta: float = BETA,
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     errors: int = typer.Option(0, "--errors", help="Also show the N worst utterances of each set."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

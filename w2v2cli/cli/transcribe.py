@@ -17,7 +17,9 @@ from ..io.checkpoint import load_model
 from ..transcribe import Transcript, transcribe_iter
 from ..writers import EXTENSIONS, PER_INPUT_FORMATS, StdoutWriter
 from . import app
-from .common import expand_inputs, make_output_dir, report, resolve_model, set_threads, write_result
+from .common import (
+    ALPHA, BEAM, BEAM_WIDTH, BETA, LM, expand_inputs, make_output_dir, report, resolve_model, set_threads, write_result,
+)
 
 
 class Format(str, Enum):
@@ -40,11 +42,11 @@ def transcribe(
                                                                      "instead of printing."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="With --output-dir: skip inputs whose "
                                                                      "output file exists (resume a batch)."),
-    beam: bool = typer.Option(False, "--beam", help="Beam search (pyctcdecode) instead of greedy decoding."),
-    beam_width: int = typer.Option(32, "--beam-width", help="Beams kept by --beam."),
-    lm: Path = typer.Option(None, "--lm", help="KenLM language model (.arpa or .bin) for --beam."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Language model weight."),
-    beta: float = typer.Option(1.0, "--beta", help="Word insertion bonus."),
+    beam: bool = BEAM,
+    beam_width: int = BEAM_WIDTH,
+    lm: Path = LM,
+    alpha: float = ALPHA,
+    beta: float = BETA,
     hotword: list[str] = typer.Option([], "--hotword", help="Word to favour in --beam search (repeatable)."),
     hotword_weight: float = typer.Option(10.0, "--hotword-weight", help="Weight of --hotword."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
