@@ -281,6 +281,7 @@ class FinetuneConfig:
     mask_channel_prob: float = 0.25  # channel spans per channel x 64 channels, the same for every frame
     mask_channel_length: int = 64
     freeze_updates: int = 10_000  # only the CTC head trains before this update (freeze_finetune_updates)
+    train_feature_encoder: bool = False  # fairseq feature_grad_mult 0: the pretrained CNN stays as it is
     layerdrop: float = 0.1
     dropout: float = 0.0
     attention_dropout: float = 0.0

@@ -27,7 +27,7 @@ class Wav2Vec2ForCtcTraining(nn.Module):
         self.model, self.cfg = model, cfg
         self.freeze_encoder = cfg.freeze_updates > 0
         for p in model.feature_encoder.parameters():  # feature_grad_mult 0: the CNN stays as pretrained
-            p.requires_grad_(False)
+            p.requires_grad_(cfg.train_feature_encoder)
 
     def set_update(self, update: int) -> None:
         self.freeze_encoder = update < self.cfg.freeze_updates
@@ -37,7 +37,7 @@ class Wav2Vec2ForCtcTraining(nn.Module):
         """targets: (B, L) padded label ids; target_lengths: (B,)."""
         model = self.model
         frozen = self.freeze_encoder and self.training
-        with torch.no_grad():
+        with torch.no_grad() if not self.cfg.train_feature_encoder else contextlib.nullcontext():
             features, frame_lengths = model.extract_features(waveforms, lengths)  # (B, T, C)
         with torch.no_grad() if frozen else contextlib.nullcontext():
             projected, _ = model.feature_projection(features)  # (B, T, D)

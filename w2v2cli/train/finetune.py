@@ -174,6 +174,9 @@ def finetune(
     emit({"event": "text_report", "vocab_size": len(vocab), "new_vocabulary": base.vocab is None,
           "dropped": dict((dropped_building if base.vocab is None else dropped).most_common())})
 
+    if str(init) == "scratch":
+        # Nothing pretrained to keep: a frozen random CNN would cap the baseline, so it trains with the rest.
+        tune = tune.replace(train_feature_encoder=True)
     model = with_ctc_head(base, vocab, tune, cfg.seed)
     objective = CtcObjective(model, tune, targets, references, validates=bool(valid_kept),
                              sample_rate=model.config.sample_rate)
