@@ -57,7 +57,7 @@ def evaluate(
     table = Table(title="evaluation", title_justify="left")
     for name, justify in (("set", "left"), ("utterances", "right"), ("hours", "right"), ("WER", "right"),
                           ("CER", "right"), ("failed", "right")):
-        table.add_column(name, justify=justify)
+        table.add_column(name, justify=justify, overflow="fold" if name == "set" else "ellipsis")
     for r in results:
         table.add_row(r.name, str(r.utterances), f"{r.seconds / 3600:.3f}", f"{r.wer:.2%}", f"{r.cer:.2%}",
                       str(r.failed))

@@ -112,7 +112,7 @@ def validation_table(results: list[dict], update: int) -> Table:
     columns = [("loss", ".3f"), ("accuracy", ".3f"), ("wer", ".2%"), ("cer", ".2%"), ("best_wer", ".2%")]
     present = [(k, f) for k, f in columns if any(k in r for r in results)]
     table = Table(title=f"validation at update {update}", title_justify="left")
-    table.add_column("set")
+    table.add_column("set", overflow="fold")
     for extra in ("utterances", "hours"):
         if any(extra in r for r in results):
             table.add_column(extra, justify="right")

@@ -125,9 +125,12 @@ class Wav2Vec2ForPretraining(nn.Module):
         B, T, _ = features.shape
         valid = ~padding_mask(frame_lengths, T)  # (B, T)
         num_valid = valid.sum().clamp(min=1)
-        feature_penalty = (features.float().pow(2).mean(-1) * valid).sum() / num_valid
         if cfg.feature_grad_mult != 1.0:
             features = GradMultiply.apply(features, cfg.feature_grad_mult)
+        # After the gradient scaling, as in fairseq: the penalty's pull on the CNN is scaled by 0.1 too. Before
+        # it, the penalty (weight 10) shrinks the CNN's output towards zero faster than the contrastive task can
+        # use it, and tiny models sit at the chance plateau with all context vectors alike.
+        feature_penalty = (features.float().pow(2).mean(-1) * valid).sum() / num_valid
         projected, normalized = model.feature_projection(features)  # (B, T, D), (B, T, C)
 
         mask = span_mask(frame_lengths, T, cfg.mask_prob, cfg.mask_length, min_spans=1)  # (B, T)
