@@ -10,7 +10,7 @@ WORK=${1:-work/synthetic-en}
 CONFIG=${CONFIG:-tiny}
 HOURS=${HOURS:-2}
 PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-1500}
-FINETUNE_UPDATES=${FINETUNE_UPDATES:-1200}
+FINETUNE_UPDATES=${FINETUNE_UPDATES:-2000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python}
 
@@ -24,7 +24,7 @@ C="$WORK/corpus"
 
 # CTC fine-tuning on a seeded 1-hour subset, from the pretrained model and from scratch.
 FT=(--train "$C/train.jsonl" --valid "$C/dev.jsonl" --valid "$C/test.jsonl" --hours 1 --max-updates "$FINETUNE_UPDATES"
-    --max-tokens 800000 --update-freq 1 --lr 1e-3 --log-every 100 --valid-every 300 --save-every 300)
+    --max-tokens 800000 --update-freq 1 --lr 1e-3 --log-every 100 --valid-every 500 --save-every 500)
 "$W2V2" finetune --init "$WORK/pretrain/model.safetensors" --output "$WORK/finetune" --freeze-updates 200 "${FT[@]}"
 "$W2V2" finetune --init scratch --config "$CONFIG" --output "$WORK/scratch" --freeze-updates 0 "${FT[@]}"
 

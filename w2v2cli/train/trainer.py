@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -53,10 +54,12 @@ class StepResult:
     sums: dict[str, float] = field(default_factory=dict)  # additive figures for logging
 
 
-class Objective:
-    """What a training objective provides to the loop. See objectives.py."""
+class Objective(Protocol):
+    """What a training objective provides to the loop (objectives.py has the two there are). Optional extras the
+    loop uses when present: `crop` (bool), `after_validation`, `state_dict`/`load_state_dict`,
+    `train_flops_per_audio_second`."""
 
-    name = "objective"
+    name: str
 
     def build(self) -> nn.Module: ...
     def identity(self) -> dict: ...  # settings that must match for a run to resume from a checkpoint
