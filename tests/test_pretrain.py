@@ -66,7 +66,7 @@ def test_loss_falls_and_accuracy_rises_on_speech(tmp_path):
 
 def test_sigkill_and_resume_end_with_bitwise_identical_weights(tmp_path):
     # One thread: with several, oneDNN's conv weight-gradient reductions may be ordered differently in two
-    # processes (differences ~1e-7 between two uninterrupted runs), which has nothing to do with resuming.
+    # processes (up to ~1e-6 between two uninterrupted runs), which has nothing to do with resuming.
     args = dict(threads=1, num_workers=2)
     straight = cli(*cli_args(tmp_path / "a", 30, **args))
     assert straight.returncode == 0, straight.stderr

@@ -14,6 +14,7 @@ inference path only: no dropout, layerdrop or masking, and no shortcut that depe
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import shutil
@@ -28,7 +29,7 @@ from torch import nn
 
 from .decode import greedy_decode
 from .errors import ConfigError, W2V2Error
-from .io.checkpoint import save_model
+from .io.checkpoint import load_native, save_model
 from .model import Wav2Vec2
 
 FORMATS = ("onnx", "pt2", "torchscript", "hf", "safetensors")
@@ -243,7 +244,18 @@ def export_model(model: Wav2Vec2, fmt: str, output, *, quantize: str | None = No
         raise ConfigError(f"--output {output}: is a folder; give a file name ending in {SUFFIXES[fmt]}")
     if fmt == "hf" and output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(f"--output {output}: exists and is not an empty folder")
-    model = model.float().eval().cpu()
+    # Exports are traced on the CPU in fp32 and eval mode; the caller's model is left as it was.
+    first = next(model.parameters())
+    if first.device.type != "cpu" or first.dtype != torch.float32:
+        model = copy.deepcopy(model).float().cpu()
+    was_training = model.training
+    try:
+        return _export_checked(model.eval(), fmt, output, quantize, precision, opset, verify, threads)
+    finally:
+        model.train(was_training)
+
+
+def _export_checked(model, fmt, output: Path, quantize, precision, opset, verify, threads) -> ExportReport:
     start = time.perf_counter()
     report = ExportReport(fmt, str(output), verified=False)
     with _staged(output, is_dir=fmt == "hf") as tmp:
@@ -295,23 +307,15 @@ def _write(model, fmt, tmp: Path, quantize, precision, opset, threads, report) -
                                 "utterance at a time (see the folder's README)")
         return _hf_runner(tmp, model)
     # safetensors: the native format, optionally with fp16 storage.
-    stored = model if dtype == torch.float32 else _half_copy(model)
+    stored = model if dtype == torch.float32 else copy.deepcopy(model).half()
     save_model(stored, tmp)
-    from .io.checkpoint import load_native
-
     reloaded = load_native(tmp)
     if dtype == torch.float32:
-        original, copy = model.state_dict(), reloaded.state_dict()
-        if original.keys() != copy.keys() or not all(torch.equal(original[k], copy[k]) for k in original):
+        original, read_back = model.state_dict(), reloaded.state_dict()
+        if original.keys() != read_back.keys() or not all(torch.equal(original[k], read_back[k]) for k in original):
             raise ExportError("safetensors export: the weights read back differ from the model's")
     reloaded = reloaded.float().eval()
     return lambda w, n: reloaded(w, n)
-
-
-def _half_copy(model: Wav2Vec2) -> Wav2Vec2:
-    import copy
-
-    return copy.deepcopy(model).half()
 
 
 def _verify(model, fmt, runner, quantize, precision, report: ExportReport) -> None:

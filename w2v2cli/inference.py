@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .batching import cut_batches
 from .errors import ConfigError
 from .io.audio import load_audio
 from .model import Wav2Vec2
@@ -84,17 +85,9 @@ def plan_windows(item: int, num_samples: int, num_frames: int, hop: int, recepti
 
 def pack_batches(windows: list[Window], max_samples: int, max_batch: int | None) -> list[list[Window]]:
     """Longest first; each batch's padded size (rows x longest row) stays within `max_samples`."""
-    batches, current = [], []
-    for w in sorted(windows, key=lambda w: (w.end - w.start, -w.item, -w.start), reverse=True):
-        rows = len(current) + 1
-        longest = current[0].end - current[0].start if current else w.end - w.start
-        if current and (rows * longest > max_samples or (max_batch and rows > max_batch)):
-            batches.append(current)
-            current = []
-        current.append(w)
-    if current:
-        batches.append(current)
-    return batches
+    ordered = sorted(windows, key=lambda w: (w.end - w.start, -w.item, -w.start), reverse=True)
+    cuts = cut_batches([w.end - w.start for w in ordered], max_samples, max_batch)
+    return [[ordered[i] for i in batch] for batch in cuts]
 
 
 class EmissionRunner:

@@ -52,8 +52,8 @@ class OnnxModel:
             waveforms = torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
         logits, frames = self.session.run(None, {"waveforms": waveforms.float().cpu().numpy(),
                                                  "lengths": lengths.cpu().numpy()})
-        logits = torch.from_numpy(logits)
-        frames = self.frame_lengths(lengths.cpu())
+        logits, frames = torch.from_numpy(logits), torch.from_numpy(frames)
+        # Padding up to min_samples adds frames past every utterance's length: drop them.
         return logits[:, : int(frames.max()) if len(frames) else 0], frames
 
     def parameters(self):

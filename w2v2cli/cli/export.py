@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from enum import Enum
 from pathlib import Path
@@ -42,7 +43,8 @@ def export(
     set_threads(threads)
     loaded = load_model(model)
     err = Console(stderr=True, highlight=False)
-    with err.status(f"exporting to {fmt.value} and verifying", spinner="dots") if err.is_terminal else _null():
+    spinner = err.status(f"exporting to {fmt.value} and verifying") if err.is_terminal else contextlib.nullcontext()
+    with spinner:
         report = export_model(loaded, fmt.value, output, quantize=quantize, precision=precision, opset=opset,
                               verify=not no_verify, threads=threads)
     verdict = "verified" if report.verified else "written, not verified (--no-verify)"
@@ -53,10 +55,3 @@ def export(
         err.print(f"note: {note}", markup=False)
     print(json.dumps(report.to_dict()))
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ..batching import cut_batches
 from ..errors import ConfigError
 
 
@@ -84,18 +85,8 @@ class BucketBatchSampler:
         return batches[self.rank:kept:self.num_replicas]
 
     def _cut(self, order: np.ndarray) -> list[list[int]]:
-        """Greedy cut of indices in ascending size order: the item being added is always the batch's longest, so the
-        padded size of the batch is len(batch) * its size."""
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for index, size in zip(order.tolist(), self.sizes[order].tolist()):
-            if current and (len(current) + 1) * size > self.max_tokens:
-                batches.append(current)
-                current = []
-            current.append(index)
-        if current:
-            batches.append(current)
-        return batches
+        """Batches of consecutive indices of `order` (ascending sizes) within the padded-size budget."""
+        return [[int(order[i]) for i in batch] for batch in cut_batches(self.sizes[order].tolist(), self.max_tokens)]
 
     def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
         """(epoch, position, indices) from the stored position on, through the following epochs, forever."""

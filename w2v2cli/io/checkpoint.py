@@ -22,7 +22,8 @@ from .atomic import atomic_path
 FORMAT_NAME = "w2v2"
 FORMAT_VERSION = "1"
 # Tensors stored beside a model's own weights (a pretraining head) that inference does not load.
-EXTRA_PREFIXES = ("pretraining.",)
+PRETRAINING_PREFIX = "pretraining."
+EXTRA_PREFIXES = (PRETRAINING_PREFIX,)
 
 
 def save_model(
@@ -168,7 +169,7 @@ def load_pretraining_head(path) -> tuple[dict[str, torch.Tensor], str] | None:
     if path.suffix != ".safetensors":
         return None
     tensors, metadata = read_safetensors(path)
-    head = {k[len("pretraining."):]: v for k, v in tensors.items() if k.startswith("pretraining.")}
+    head = {k.removeprefix(PRETRAINING_PREFIX): v for k, v in tensors.items() if k.startswith(PRETRAINING_PREFIX)}
     if not head or "pretrain_config" not in metadata:
         return None
     return head, metadata["pretrain_config"]

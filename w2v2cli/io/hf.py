@@ -21,23 +21,48 @@ from .checkpoint import build_empty, load_state, read_safetensors, safe_torch_lo
 # Weights of heads this toolkit does not use for inference (the pretraining head is rebuilt by `pretrain`).
 _IGNORED_PREFIXES = ("quantizer.", "project_hid.", "project_q.")
 
-# (regex on the HF key without the "wav2vec2." prefix, native key template)
-_RENAMES = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_encoder.layers.\1.conv.\2"),
-    (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", r"feature_encoder.layers.\1.norm.\2"),
-    (r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"feature_projection.\1.\2"),
-    (r"masked_spec_embed", r"mask_embedding"),
-    (r"encoder\.pos_conv_embed\.conv\.(?:weight_g|parametrizations\.weight\.original0)", r"transformer.pos_conv.weight_g"),
-    (r"encoder\.pos_conv_embed\.conv\.(?:weight_v|parametrizations\.weight\.original1)", r"transformer.pos_conv.weight_v"),
-    (r"encoder\.pos_conv_embed\.conv\.bias", r"transformer.pos_conv.bias"),
-    (r"encoder\.layer_norm\.(weight|bias)", r"transformer.layer_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.attention\.out_proj\.(weight|bias)", r"transformer.layers.\1.attention.out_proj.\2"),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"transformer.layers.\1.attention_norm.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"transformer.layers.\1.feed_forward.intermediate.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"transformer.layers.\1.feed_forward.output.\2"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"transformer.layers.\1.final_norm.\2"),
-    (r"lm_head\.(weight|bias)", r"ctc_head.\1"),
+# One table for both directions: (transformers name without the "wav2vec2." prefix, native name); {n} is a layer
+# number, {p} weight or bias. q/k/v projections are split/fused separately (_QKV).
+_NAMES = [
+    ("feature_extractor.conv_layers.{n}.conv.{p}", "feature_encoder.layers.{n}.conv.{p}"),
+    ("feature_extractor.conv_layers.{n}.layer_norm.{p}", "feature_encoder.layers.{n}.norm.{p}"),
+    ("feature_projection.layer_norm.{p}", "feature_projection.layer_norm.{p}"),
+    ("feature_projection.projection.{p}", "feature_projection.projection.{p}"),
+    ("masked_spec_embed", "mask_embedding"),
+    ("encoder.pos_conv_embed.conv.parametrizations.weight.original0", "transformer.pos_conv.weight_g"),
+    ("encoder.pos_conv_embed.conv.parametrizations.weight.original1", "transformer.pos_conv.weight_v"),
+    ("encoder.pos_conv_embed.conv.bias", "transformer.pos_conv.bias"),
+    ("encoder.layer_norm.{p}", "transformer.layer_norm.{p}"),
+    ("encoder.layers.{n}.attention.out_proj.{p}", "transformer.layers.{n}.attention.out_proj.{p}"),
+    ("encoder.layers.{n}.layer_norm.{p}", "transformer.layers.{n}.attention_norm.{p}"),
+    ("encoder.layers.{n}.feed_forward.intermediate_dense.{p}", "transformer.layers.{n}.feed_forward.intermediate.{p}"),
+    ("encoder.layers.{n}.feed_forward.output_dense.{p}", "transformer.layers.{n}.feed_forward.output.{p}"),
+    ("encoder.layers.{n}.final_layer_norm.{p}", "transformer.layers.{n}.final_norm.{p}"),
+    ("lm_head.{p}", "ctc_head.{p}"),
 ]
+# Older transformers versions wrote the weight norm as weight_g / weight_v; read those too.
+_LEGACY_NAMES = [
+    ("encoder.pos_conv_embed.conv.weight_g", "transformer.pos_conv.weight_g"),
+    ("encoder.pos_conv_embed.conv.weight_v", "transformer.pos_conv.weight_v"),
+]
+
+
+def _name_pattern(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(r"\{n\}", r"(?P<n>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)"))
+
+
+_FROM_HF = [(_name_pattern(hf), native) for hf, native in _NAMES + _LEGACY_NAMES]
+_TO_HF = [(_name_pattern(native), hf) for hf, native in _NAMES]
+
+
+def _rename(key: str, table) -> str | None:
+    for pattern, template in table:
+        m = pattern.fullmatch(key)
+        if m:
+            return template.format(**m.groupdict())
+    return None
+
+
 _QKV = re.compile(r"encoder\.layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)")
 _UNSUPPORTED = {
     "add_adapter": "adapter layers",
@@ -180,12 +205,10 @@ def state_from_hf(hf_state: dict[str, torch.Tensor], folder: Path) -> dict[str, 
         if m:
             qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
             continue
-        for pattern, template in _RENAMES:
-            if re.fullmatch(pattern, key):
-                state[re.sub(pattern, template, key)] = value
-                break
-        else:
+        native = _rename(key, _FROM_HF)
+        if native is None:
             raise ModelFileError(folder, f"unexpected weight {key!r}: not a wav2vec 2.0 model this toolkit reads")
+        state[native] = value
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
             raise ModelFileError(folder, f"layer {layer}: incomplete attention projections")
@@ -287,22 +310,6 @@ def hf_config(model: Wav2Vec2) -> dict:
 
 def hf_state(model: Wav2Vec2) -> dict[str, torch.Tensor]:
     """The model's weights under transformers' names (q/k/v split again, weight norm as parametrizations)."""
-    inverse = [
-        (r"feature_encoder\.layers\.(\d+)\.conv\.(weight|bias)", r"wav2vec2.feature_extractor.conv_layers.\1.conv.\2"),
-        (r"feature_encoder\.layers\.(\d+)\.norm\.(weight|bias)", r"wav2vec2.feature_extractor.conv_layers.\1.layer_norm.\2"),
-        (r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"wav2vec2.feature_projection.\1.\2"),
-        (r"mask_embedding", r"wav2vec2.masked_spec_embed"),
-        (r"transformer\.pos_conv\.weight_g", r"wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
-        (r"transformer\.pos_conv\.weight_v", r"wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
-        (r"transformer\.pos_conv\.bias", r"wav2vec2.encoder.pos_conv_embed.conv.bias"),
-        (r"transformer\.layer_norm\.(weight|bias)", r"wav2vec2.encoder.layer_norm.\1"),
-        (r"transformer\.layers\.(\d+)\.attention\.out_proj\.(weight|bias)", r"wav2vec2.encoder.layers.\1.attention.out_proj.\2"),
-        (r"transformer\.layers\.(\d+)\.attention_norm\.(weight|bias)", r"wav2vec2.encoder.layers.\1.layer_norm.\2"),
-        (r"transformer\.layers\.(\d+)\.feed_forward\.intermediate\.(weight|bias)", r"wav2vec2.encoder.layers.\1.feed_forward.intermediate_dense.\2"),
-        (r"transformer\.layers\.(\d+)\.feed_forward\.output\.(weight|bias)", r"wav2vec2.encoder.layers.\1.feed_forward.output_dense.\2"),
-        (r"transformer\.layers\.(\d+)\.final_norm\.(weight|bias)", r"wav2vec2.encoder.layers.\1.final_layer_norm.\2"),
-        (r"ctc_head\.(weight|bias)", r"lm_head.\1"),
-    ]
     qkv = re.compile(r"transformer\.layers\.(\d+)\.attention\.qkv\.(weight|bias)")
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
@@ -311,12 +318,10 @@ def hf_state(model: Wav2Vec2) -> dict[str, torch.Tensor]:
             for name, part in zip("qkv", value.chunk(3)):
                 out[f"wav2vec2.encoder.layers.{m.group(1)}.attention.{name}_proj.{m.group(2)}"] = part
             continue
-        for pattern, template in inverse:
-            if re.fullmatch(pattern, key):
-                out[re.sub(pattern, template, key)] = value
-                break
-        else:
+        name = _rename(key, _TO_HF)
+        if name is None:
             raise ConfigError(f"no transformers name for weight {key!r}")
+        out[name if name.startswith("lm_head.") else f"wav2vec2.{name}"] = value
     if model.ctc_head is None:  # a bare Wav2Vec2Model has no "wav2vec2." prefix
         out = {k.removeprefix("wav2vec2."): v for k, v in out.items()}
     return out

@@ -89,10 +89,11 @@ class PretrainTerms:
     diversity: torch.Tensor  # () (GV - perplexity) / GV, a batch quantity
     feature_penalty: torch.Tensor  # () mean squared CNN feature over valid frames
     num_targets: int  # masked frames that had distractors
-    correct: int  # targets whose positive scored highest
-    code_perplexity: float
-    prob_perplexity: float
-    masked_fraction: float  # masked valid frames / valid frames
+    # Figures for logging, as 0-d tensors so that reading them does not stall the device.
+    correct: torch.Tensor  # targets whose positive scored highest
+    code_perplexity: torch.Tensor
+    prob_perplexity: torch.Tensor
+    masked_fraction: torch.Tensor  # masked valid frames / valid frames
 
 
 class PretrainingHead(nn.Module):
@@ -135,7 +136,7 @@ class Wav2Vec2ForPretraining(nn.Module):
 
         mask = span_mask(frame_lengths, T, cfg.mask_prob, cfg.mask_length, min_spans=1)  # (B, T)
         counts = mask.sum(1)  # (B,)
-        masked_fraction = float(counts.sum() / num_valid)
+        masked_fraction = (counts.sum() / num_valid).detach()
         x = torch.where(mask.unsqueeze(-1), model.mask_embedding.to(projected.dtype), projected)
         hidden = model.encode(x, frame_lengths)  # (B, T, D)
 
@@ -156,7 +157,7 @@ class Wav2Vec2ForPretraining(nn.Module):
         with torch.no_grad():
             best = logits.argmax(-1)
             # Logits all equal (a collapsed model) count as wrong rather than as a lucky argmax of 0.
-            correct = int(((best == 0) & (logits.max(-1).values > logits.min(-1).values)).sum())
+            correct = ((best == 0) & (logits.max(-1).values > logits.min(-1).values)).sum()
         entries = cfg.codebook_groups * cfg.codebook_entries
         diversity = (entries - q.prob_perplexity) / entries if len(logits) else q.prob_perplexity
         return PretrainTerms(
@@ -165,7 +166,7 @@ class Wav2Vec2ForPretraining(nn.Module):
             feature_penalty=feature_penalty,
             num_targets=len(logits),
             correct=correct,
-            code_perplexity=float(q.code_perplexity.detach()),
-            prob_perplexity=float(q.prob_perplexity.detach()),
+            code_perplexity=q.code_perplexity.detach(),
+            prob_perplexity=q.prob_perplexity.detach(),
             masked_fraction=masked_fraction,
         )

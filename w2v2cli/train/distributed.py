@@ -37,12 +37,14 @@ def init_distributed(use_cuda: bool) -> DistInfo:
     return DistInfo(rank, world_size, local_rank)
 
 
-def all_reduce_sum(values: list[float], info: DistInfo, device) -> list[float]:
-    """Element-wise sum of a list of numbers over all processes (float64, one collective)."""
-    if not info.enabled:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+def all_reduce_sum(values: list, info: DistInfo, device) -> list[float]:
+    """Element-wise sum over all processes of numbers or 0-d tensors, as floats (float64, one collective and
+    one device synchronization)."""
+    if not values:
+        return []
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(device) for v in values])
+    if info.enabled:
+        dist.all_reduce(t)
     return t.tolist()
 
 

@@ -9,15 +9,13 @@ from torch import nn
 
 from ..config import FinetuneConfig, PretrainConfig
 from ..decode import greedy_decode
-from ..io.checkpoint import save_model
+from ..io.checkpoint import PRETRAINING_PREFIX, save_model
 from ..model import Wav2Vec2
 from ..model.finetuning import Wav2Vec2ForCtcTraining
 from ..model.quantizer import PretrainingHead, Wav2Vec2ForPretraining
 from ..scoring import ErrorCounts, error_counts
 from .flops import train_flops_per_audio_second
 from .trainer import StepResult
-
-PRETRAINING_PREFIX = "pretraining."
 
 
 class PretrainObjective:
@@ -55,12 +53,12 @@ class PretrainObjective:
         extra = self.cfg.diversity_weight * terms.diversity + self.cfg.feature_penalty_weight * terms.feature_penalty
         loss = terms.contrastive + n * extra
         sums = {
-            "loss": float(loss.detach()),
-            "contrastive": float(terms.contrastive.detach()),
-            "diversity": float(terms.diversity.detach()) * n,
-            "feature_penalty": float(terms.feature_penalty.detach()) * n,
+            "loss": loss.detach(),
+            "contrastive": terms.contrastive.detach(),
+            "diversity": terms.diversity.detach() * n,
+            "feature_penalty": terms.feature_penalty.detach() * n,
             "targets": float(n),
-            "correct": float(terms.correct),
+            "correct": terms.correct,
             "code_perplexity": terms.code_perplexity,
             "prob_perplexity": terms.prob_perplexity,
             "masked_fraction": terms.masked_fraction,
@@ -142,8 +140,8 @@ class CtcObjective:
         targets, target_lengths = self._targets(batch.ids or [""] * len(batch.lengths), batch.waveforms.device)
         terms = module(batch.waveforms, batch.lengths, targets, target_lengths)
         n = float(len(batch.ids))
-        sums = {"loss": float(terms.loss.detach()), "sentences": n,
-                "frames": float(terms.frame_lengths.sum()), "samples": float(batch.lengths.sum())}
+        sums = {"loss": terms.loss.detach(), "sentences": n, "frames": terms.frame_lengths.sum(),
+                "samples": batch.lengths.sum()}
         return StepResult(terms.loss, n, sums)
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:

@@ -51,7 +51,9 @@ class StepResult:
 
     loss: torch.Tensor
     sample_size: float
-    sums: dict[str, float] = field(default_factory=dict)  # additive figures for logging
+    # Additive figures for logging: numbers or 0-d tensors, which stay on the device until the loop reads them
+    # all at once per update (one synchronization instead of one per figure and batch).
+    sums: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 class Objective(Protocol):
@@ -364,6 +366,7 @@ class Trainer:
                         # Every file of this batch failed to decode. A silent stand-in with zero weight keeps
                         # this process in step with the others (DDP needs a backward from every rank).
                         batch, weight = self._stand_in(batch), 0.0
+                    audio_samples += int(batch.lengths.sum()) * weight  # on the host: no device sync
                     batch = batch.to(self.device, non_blocking=True)
                     ids.extend(batch.ids)
                     sync = micro == cfg.update_freq - 1 or not self.dist.enabled
@@ -374,7 +377,6 @@ class Trainer:
                             result = StepResult(torch.nan_to_num(result.loss) * 0.0, 0.0, {})
                         self.scaler.scale(result.loss).backward()
                     sample_size += result.sample_size
-                    audio_samples += int(batch.lengths.sum()) if weight else 0
                     for key, value in result.sums.items():
                         sums[key] = sums.get(key, 0.0) + value
             except torch.OutOfMemoryError:
