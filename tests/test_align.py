@@ -1,6 +1,8 @@
-"""Forced alignment: path identity with torchaudio, the text policy, spans, output formats, the CLI."""
+"""Forced alignment: path identity with torchaudio (every engine, ties included), the text policy, spans, output
+formats, the CLI."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -18,7 +20,7 @@ from typer.testing import CliRunner
 import importlib
 from conftest import speechlike
 from test_transcribe import VOCAB, emissions, model_file  # noqa: F401  (fixture)
-from w2v2cli.align import AlignmentError, align_emissions, plan_transcript, viterbi_states
+from w2v2cli.align import AlignmentError, align_batch, align_emissions, plan_transcript, viterbi_batch, viterbi_states
 from w2v2cli.cli import app
 from w2v2cli.writers import render
 
@@ -26,18 +28,36 @@ runner = CliRunner()
 align_module = importlib.import_module("w2v2cli.align")  # the package attribute `align` is the function
 
 
-@given(st.integers(0, 10_000))
-@settings(max_examples=150, deadline=None)
-def test_viterbi_path_is_torchaudios(seed):
-    rng = np.random.default_rng(seed)
-    num_classes = int(rng.integers(2, 12))
-    num_frames = int(rng.integers(1, 300))
+def random_problem(rng, ties, num_classes=None, max_frames=80):
+    """Emissions (T, C) and targets, plenty of repeated tokens; `ties`: log-probs on a coarse grid, so many moves
+    score exactly the same."""
+    num_classes = num_classes or int(rng.integers(2, 12))
+    num_frames = int(rng.integers(1, max_frames))
     targets = rng.integers(1, num_classes, int(rng.integers(1, num_frames // 2 + 2)))
-    if rng.random() < 0.3:  # plenty of repeated tokens
+    if rng.random() < 0.3:
         targets = np.repeat(targets[: max(1, len(targets) // 2)], 2)
-    if num_frames < len(targets) + int((targets[1:] == targets[:-1]).sum()):
+    if ties:
+        log_probs = torch.from_numpy(rng.integers(-4, 1, (num_frames, num_classes)).astype(np.float32))
+    else:
+        log_probs = torch.from_numpy(rng.standard_normal((num_frames, num_classes)).astype(np.float32)).log_softmax(-1)
+    return log_probs, targets
+
+
+def fits(log_probs, targets):
+    return log_probs.shape[0] >= len(targets) + int((targets[1:] == targets[:-1]).sum())
+
+
+def torchaudio_states(log_probs, targets):
+    labels, _ = F.forced_align(log_probs[None].cpu(), torch.from_numpy(targets)[None], blank=0)
+    return align_module._states_from_labels(labels[0].numpy(), targets, 0)
+
+
+@given(st.integers(0, 10_000), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_viterbi_path_is_torchaudios(seed, ties):
+    log_probs, targets = random_problem(np.random.default_rng(seed), ties, max_frames=300)
+    if not fits(log_probs, targets):
         return
-    log_probs = torch.randn(num_frames, num_classes, generator=torch.Generator().manual_seed(seed)).log_softmax(-1)
     ref, _ = F.forced_align(log_probs[None], torch.from_numpy(targets)[None], blank=0)
     ext = np.zeros(2 * len(targets) + 1, dtype=np.int64)
     ext[1::2] = targets
@@ -46,10 +66,101 @@ def test_viterbi_path_is_torchaudios(seed):
     assert np.array_equal(align_module._states_from_labels(ref[0].numpy(), targets, 0), states)
 
 
-def test_both_engines_give_the_same_alignment(monkeypatch):
+def test_torchaudio_tie_rule():
+    # Advance and skip tie above staying: torchaudio stays (a lower score), and so does every engine here.
+    log_probs = torch.tensor([[-1.0, -2.0, 0.0, -1.0], [0.0, -1.0, -2.0, -3.0], [-3.0, -2.0, -2.0, -3.0]])
+    targets = np.array([1, 3])
+    batched = viterbi_batch(log_probs[None], torch.tensor([3]), torch.tensor([[1, 3]]), torch.tensor([2]), 0)[0]
+    assert torchaudio_states(log_probs, targets).tolist() == [1, 3, 3]
+    assert viterbi_states(log_probs.numpy(), targets, 0).tolist() == [1, 3, 3]
+    assert batched.tolist() == [1, 3, 3]
+
+
+def pad(problems):
+    log_probs = torch.nn.utils.rnn.pad_sequence([lp for lp, _ in problems], batch_first=True, padding_value=-7.0)
+    targets = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(t) for _, t in problems], batch_first=True)
+    return (log_probs, torch.tensor([lp.shape[0] for lp, _ in problems]), targets,
+            torch.tensor([len(t) for _, t in problems]))
+
+
+def check_batch(problems, device, **options):
+    log_probs, frame_lengths, targets, target_lengths = pad(problems)
+    found = viterbi_batch(log_probs.to(device), frame_lengths, targets, target_lengths, 0, **options)
+    for (lp, tg), states in zip(problems, found):
+        if not fits(lp, tg):
+            assert isinstance(states, AlignmentError) and "too short" in str(states)
+            continue
+        assert np.array_equal(states, torchaudio_states(lp, tg))
+        assert np.array_equal(states, viterbi_states(lp.numpy(), tg, 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_viterbi_paths_are_torchaudios(seed, monkeypatch):
+    # Utterances of different lengths and transcripts, ties, repeats and some too short, in one batch; half the
+    # seeds search in segments from checkpoints and copy back-pointers to the host a few frames at a time.
+    rng = np.random.default_rng(seed)
+    problems = [random_problem(rng, i % 2 == 0, num_classes=2 + seed) for i in range(12)]
+    if seed % 2:
+        monkeypatch.setattr(align_module, "_BACKTRACK_FRAMES", 3)
+        check_batch(problems, "cpu", max_backpointer_bytes=1)
+    else:
+        check_batch(problems, "cpu")
+
+
+def test_batched_viterbi_with_the_star_column():
+    problems = []
+    for text, path in [("hello 42 world", "_HEL_LO_|_XYXYX_|_WORLD_"), ("hi there", "__HH_I|_|TTHERE__"),
+                       ("a 7 b 7", "_A_|_QQ_|_B_|_ZZZ__")]:
+        problem = align_module.plan_alignment(emissions(path), text, VOCAB)
+        problems.append((problem.log_probs, problem.targets))
+    single = align_batch(problems, VOCAB.blank, engine="single")
+    batch = align_batch(problems, VOCAB.blank, engine="batch")
+    assert all(np.array_equal(a, b) for a, b in zip(single, batch))
+
+
+def test_impossible_alignments_fail_alone():
+    lp = torch.zeros(6, 5).log_softmax(-1)
+    blocked = lp.clone()
+    blocked[:, 3] = -math.inf  # token 3 can never be emitted
+    problems = [(lp, np.array([1, 1, 1, 1, 2])), (lp, np.array([1, 2, 3])), (blocked, np.array([2, 3]))]
+    found = align_batch(problems, 0, engine="batch")
+    assert isinstance(found[0], AlignmentError) and "too short" in str(found[0])
+    assert found[1].tolist() == torchaudio_states(lp, np.array([1, 2, 3])).tolist()
+    assert isinstance(found[2], AlignmentError) and "cannot fit" in str(found[2])
+    assert str(align_batch(problems[:1], 0, engine="single")[0]) == str(found[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_viterbi_on_cuda_is_torchaudios_cpu_path(seed, monkeypatch):
+    rng = np.random.default_rng(100 + seed)
+    problems = [random_problem(rng, i % 2 == 0, num_classes=3 + seed) for i in range(16)]
+    if seed % 2:
+        monkeypatch.setattr(align_module, "_BACKTRACK_FRAMES", 5)
+        check_batch(problems, "cuda", max_backpointer_bytes=1)
+    else:
+        check_batch(problems, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_default_engine_matches_cpu():
+    rng = np.random.default_rng(7)
+    problems = [random_problem(rng, i % 2 == 0, num_classes=6) for i in range(10)]
+    for on_cpu, on_cuda in zip(align_batch(problems, 0, "cpu"), align_batch(problems, 0, "cuda")):
+        if isinstance(on_cpu, AlignmentError):
+            assert str(on_cuda) == str(on_cpu)
+        else:
+            assert np.array_equal(on_cuda, on_cpu)
+
+
+def test_all_engines_give_the_same_alignment(monkeypatch):
     lp = emissions("__HH_EE_L_LLO__|__WW_OO_RR_L_D___", peak=0.6)
     small = align_emissions(lp, "hello world", VOCAB, 0.02)
     monkeypatch.setattr(align_module, "TORCHAUDIO_MAX_CELLS", 0)  # force the checkpointed search
+    assert align_emissions(lp, "hello world", VOCAB, 0.02) == small
+    monkeypatch.setitem(align_module.ENGINES, "cpu", "batch")
     assert align_emissions(lp, "hello world", VOCAB, 0.02) == small
 
 
@@ -201,6 +312,19 @@ def test_manifest_file_relative_paths_and_output_dir(model_file, wavs, tmp_path)
     written = sorted(p.name for p in out.rglob("*.TextGrid"))
     assert written == ["a.TextGrid", "b.TextGrid"]
     assert parse_textgrid(next(out.rglob("a.TextGrid")).read_text())["words"]
+
+
+def test_align_iter_gives_the_same_results_batched(model_file, wavs, monkeypatch):  # noqa: F811
+    from w2v2cli import load_model
+
+    model = load_model(model_file)
+    items = [(wavs / "a.wav", "one two"), (wavs / "missing.wav", "three"), (wavs / "b.wav", ""),
+             (wavs / "b.wav", "four five six"), (wavs / "a.wav", "seven")]
+    one_at_a_time = [a.to_dict() for a in align_module.align_iter(model, items)]
+    assert ["error" in a for a in one_at_a_time] == [False, True, True, False, False]
+    monkeypatch.setitem(align_module.ENGINES, "cpu", "batch")
+    monkeypatch.setattr(align_module, "ALIGN_BATCH_ITEMS", 3)
+    assert [a.to_dict() for a in align_module.align_iter(model, items)] == one_at_a_time
 
 
 def test_cli_usage_errors(model_file, wavs):  # noqa: F811

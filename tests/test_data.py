@@ -55,6 +55,19 @@ def test_folder_lengths_come_from_headers_at_the_target_rate(tmp_path):
         read_source(tmp_path, need_text=True)
 
 
+
+def test_folder_takes_transcripts_from_same_named_txt_files(tmp_path):
+    write(tmp_path / "a.wav", 16000)
+    write(tmp_path / "b.flac", 16000)
+    write(tmp_path / "c.wav", 16000)
+    (tmp_path / "a.txt").write_text("hello\n  there world \n")
+    (tmp_path / "b.txt").write_text("   \n")  # blank: no transcript
+    source = read_source(tmp_path)
+    assert {u.id: u.text for u in source.utterances} == {"a": "hello there world", "b": None, "c": None}
+    labeled = read_source(tmp_path, need_text=True)
+    assert [u.id for u in labeled.utterances] == ["a"]
+    assert sorted(Path(p.split(":")[0]).name for p in labeled.problems) == ["b.flac", "c.wav"]
+
 def test_unreadable_headers_are_problems_not_errors(tmp_path):
     write(tmp_path / "good.wav", 8000)
     (tmp_path / "empty.wav").write_bytes(b"")
@@ -401,8 +414,8 @@ def test_pin_memory():
 
 
 def test_tsv_of_audio_text_pairs_is_read_like_align_manifests():
-    sample_audio = Path(__file__).resolve().parent.parent / "sample_audio"
-    source = read_source(sample_audio / "transcripts.tsv", need_text=True)
+    speech = Path(__file__).resolve().parent / "fixtures" / "speech"
+    source = read_source(speech / "transcripts.tsv", need_text=True)
     assert [u.id for u in source.utterances] == ["quick_brown_fox", "speech_recognition", "self_supervised"]
     assert source.utterances[0].text == "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
     assert all(u.num_samples > 16000 for u in source.utterances) and not source.problems

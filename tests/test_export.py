@@ -20,7 +20,7 @@ from w2v2cli.export import ExportError, export_model, verification_inputs
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
-SPEECH = Path(__file__).resolve().parent.parent / "sample_audio"
+SPEECH = Path(__file__).resolve().parent / "fixtures" / "speech"
 
 
 @pytest.fixture(params=["group", "layer"])

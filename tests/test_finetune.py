@@ -19,7 +19,7 @@ from w2v2cli.evaluate import evaluate
 from w2v2cli.text import encode_transcript, training_characters
 from w2v2cli.train.finetune import SUBSET_FILE, ctc_frames_needed, finetune, recipe_defaults
 
-SPEECH = Path(__file__).resolve().parent.parent / "sample_audio"
+SPEECH = Path(__file__).resolve().parent / "fixtures" / "speech"
 runner = CliRunner()
 
 

@@ -21,7 +21,7 @@ from w2v2cli.io.checkpoint import load_pretraining_head
 from w2v2cli.train import pretrain
 from w2v2cli.train.objectives import PretrainObjective
 
-SPEECH = Path(__file__).resolve().parent.parent / "sample_audio"  # three TTS utterances, 3-5 s each
+SPEECH = Path(__file__).resolve().parent / "fixtures" / "speech"  # three TTS utterances, 3-5 s each
 SMALL = dict(max_tokens=100_000, max_sample_size=48_000, min_sample_size=16_000, num_workers=0, log_every=5,
              save_every=10, lr=2e-3)
 

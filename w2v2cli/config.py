@@ -116,6 +116,12 @@ PRESETS: dict[str, ModelConfig] = {
         feature_norm="layer", conv_bias=True, normalize_waveform=True, dim=1024, num_layers=24, num_heads=16,
         ffn_dim=4096, layer_norm_first=True, layerdrop=0.0, feature_dropout=0.1,
     ),
+    # A CPU-sized model (5.2M parameters, about 100x real time on 2 cores): the paper's conv geometry with 128
+    # channels, a 6 x 256 Transformer. The embedded default model is one.
+    "small": ModelConfig(
+        conv_layers=((128, 10, 5),) + ((128, 3, 2),) * 4 + ((128, 2, 2),) * 2,
+        dim=256, num_layers=6, num_heads=4, ffn_dim=1024, pos_conv_kernel=32, pos_conv_groups=16, layerdrop=0.0,
+    ),
     # A small model for CPU tests and quick experiments: same conv geometry, narrow and shallow.
     "tiny": ModelConfig(
         conv_layers=((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2,
@@ -198,6 +204,7 @@ PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     "base": PretrainConfig(),
     "large": PretrainConfig(codevector_dim=768, final_dim=768),
     "large-lv60": PretrainConfig(codevector_dim=768, final_dim=768),
+    "small": PretrainConfig(codevector_dim=128, final_dim=128, num_negatives=50),
     "tiny": PretrainConfig(codevector_dim=64, final_dim=32, num_negatives=20),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .config import PRESETS, ModelConfig
@@ -28,6 +29,23 @@ def source_format(path) -> str:
         return "Hugging Face folder"
     return {".safetensors": "w2v2 safetensors", ".onnx": "ONNX (w2v2 export)"}.get(
         path.suffix, "PyTorch weights-only file")
+
+
+PROVENANCE_KEY = "provenance"  # safetensors metadata: JSON saying what a model is and how it was trained
+
+
+def read_provenance(path) -> dict | None:
+    """The provenance a w2v2 .safetensors file carries (the embedded model has one), or None."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    from .io.checkpoint import read_safetensors_metadata
+
+    text = read_safetensors_metadata(path).get(PROVENANCE_KEY)
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return {"description": text}
 
 
 def describe_model(model: Wav2Vec2, path=None) -> dict:
@@ -59,6 +77,9 @@ def describe_model(model: Wav2Vec2, path=None) -> dict:
     }
     if path is not None:
         info = {"source": str(path), "format": source_format(path), **info}
+        provenance = read_provenance(path)
+        if provenance is not None:
+            info["provenance"] = provenance
     if model.vocab is not None:
         info["vocab"] = {"size": len(model.vocab), **model.vocab.to_dict()}
     return info

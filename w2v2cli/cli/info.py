@@ -12,14 +12,17 @@ from rich.table import Table
 from ..io.checkpoint import load_model
 from ..summary import describe_model
 from . import app
+from .common import resolve_model
 
 
 @app.command()
 def info(
-    model: Path = typer.Argument(..., help="A w2v2 .safetensors/.pt model file or a Hugging Face model folder."),
+    model: Path = typer.Argument(None, help="A w2v2 .safetensors/.pt model file or a Hugging Face model folder "
+                                 "(default: the embedded model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ):
     """Show a model's architecture, parameter counts, config and vocabulary."""
+    model = resolve_model(model)
     described = describe_model(load_model(model), model)
     if as_json:
         print(json.dumps(described, indent=2, ensure_ascii=False))
@@ -50,6 +53,18 @@ def render(described: dict, console: Console) -> None:
                         f"(id {vocab['blank']}), word delimiter {vocab['word_delimiter']!r}")
         summary.add_row("tokens", " ".join(vocab["tokens"]))
     console.print(summary)
+
+    provenance = described.get("provenance")
+    if provenance:
+        trained = Table(title="what it is and how it was trained", show_header=False, title_justify="left")
+        trained.add_column(style="cyan")
+        trained.add_column(overflow="fold")
+        for key, value in provenance.items():
+            if isinstance(value, list):  # stages, results: one line per entry
+                value = "\n".join(", ".join(f"{k} {v}" for k, v in entry.items()) if isinstance(entry, dict)
+                                  else str(entry) for entry in value)
+            trained.add_row(key.replace("_", " "), str(value))
+        console.print(trained)
 
     config = Table(title="config", title_justify="left")
     config.add_column("field", style="cyan")

@@ -52,7 +52,7 @@ def read_source(spec, sample_rate: int = 16000, need_text: bool = False) -> Data
     """Read a data source given on the command line.
 
     `spec` is a folder (a LibriSpeech-style tree when it holds any `*.trans.txt`, otherwise every audio file under it,
-    without text), a fairseq `.tsv` manifest (text from a sibling `.wrd` or `.ltr` file), a `.jsonl` or a `.csv`
+    with the text of a same-named `.txt` file beside it when there is one), a fairseq `.tsv` manifest (text from a sibling `.wrd` or `.ltr` file), a `.jsonl` or a `.csv`
     manifest. With `need_text` (finetuning) utterances without a transcript are skipped, and a source with none at
     all is an error. Raises PathError for a missing path, ConfigError for anything else that makes the whole source
     unusable.
@@ -81,7 +81,8 @@ def read_source(spec, sample_rate: int = 16000, need_text: bool = False) -> Data
         raise ConfigError(f"{name}: no usable audio in this data source{detail}")
     if need_text:
         if not any(u.text is not None for u in utterances):
-            raise ConfigError(f"{name}: no transcripts: finetuning needs text (a LibriSpeech tree with *.trans.txt, "
+            raise ConfigError(f"{name}: no transcripts: this needs text (a LibriSpeech tree with *.trans.txt, "
+                              "audio files with a same-named .txt beside them, "
                               "a .tsv with a sibling .wrd or .ltr file, or a \"text\" field in .jsonl/.csv)")
         problems += [f"{u.path}: no transcript" for u in utterances if u.text is None]
         utterances = [u for u in utterances if u.text is not None]
@@ -129,8 +130,16 @@ def _read_folder(root: Path, sample_rate: int) -> tuple[list[Utterance], list[st
     for audio in find_audio_files(root):
         num_samples = _header_samples(audio, sample_rate, problems)
         if num_samples is not None:
-            utterances.append(Utterance(_relative_id(audio, root), audio, num_samples))
+            utterances.append(Utterance(_relative_id(audio, root), audio, num_samples, _sibling_text(audio)))
     return utterances, problems
+
+
+def _sibling_text(audio: Path) -> str | None:
+    """The transcript in `name.txt` beside `name.wav` (the common layout of small labeled folders), if any."""
+    text_file = audio.with_suffix(".txt")
+    if not text_file.is_file():
+        return None
+    return " ".join(" ".join(_read_lines(text_file)).split()) or None
 
 
 def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:

@@ -68,13 +68,23 @@ def safe_torch_load(path) -> object:
 
 
 def read_safetensors(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    metadata = read_safetensors_metadata(path)
+    try:
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(path, f"not a readable safetensors file ({exc})") from None
+
+
+def read_safetensors_metadata(path) -> dict[str, str]:
+    """The header's metadata only, without reading the tensors."""
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+            return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(path, f"not a readable safetensors file ({exc})") from None
 
