@@ -16,9 +16,11 @@ between the two time conventions shows up there) and the alignment speed. Goal: 
 Time convention: the aligner reports a word from the start of its first frame to the end of its last, frame t
 spanning [t, t + 1) x 20 ms (hop 320 samples at 16 kHz). Frame t sees samples [320 t, 320 t + 400), centred
 2.5 ms later than the span given for it, so a well-placed boundary reads about 2.5 ms early by construction.
-A word ends where its last character's frames end: a CTC model emits a character in a frame or two and blank
-after it, so ends read early where a word's sound lasts past that (a long final vowel), and the mean signed
-error of ends shows how much.
+A CTC model emits a character in a frame or two and blank around it, so the aligner moves each word's bounds
+out from its characters' frames to where the sound starts and stops (`w2v2cli.align.extend_word_bounds`); the
+mean signed errors show what is left. Both that rule and this ground truth look at the signal's level, so
+pauses between words here favour it: in connected speech without pauses the rule can only stop at the next
+word's start.
 
 Limitation: words spoken one at a time have no coarticulation and a clean edge at every boundary, so this
 ground truth is easier than connected speech; the figures are a floor on the error, not an estimate of it on

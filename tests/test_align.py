@@ -333,3 +333,33 @@ def test_cli_usage_errors(model_file, wavs):  # noqa: F811
                          ([str(wavs / "a.wav"), "@" + str(wavs / "nope.txt")], "nope.txt")]:
         result = runner.invoke(app, ["align", "-m", str(model_file), *args])
         assert result.exit_code == 2 and needle in result.stderr, result.output
+
+
+def test_word_bounds_move_to_where_the_sound_starts_and_stops():
+    from w2v2cli.align import extend_word_bounds, frame_levels_db
+    from w2v2cli.decode import Word
+
+    hop, fs = 320, 0.02
+    loud = np.full(hop, 0.5, dtype=np.float32)
+    quiet = np.zeros(hop, dtype=np.float32)
+    # frames: 0-1 quiet, 2-9 sound (word A), 10-14 quiet, 15-24 sound (words B and C touch), 25-29 quiet
+    audio = np.concatenate([quiet] * 2 + [loud] * 8 + [quiet] * 5 + [loud] * 10 + [quiet] * 5)
+    levels = frame_levels_db(audio, hop)
+    assert levels.shape == (30,) and levels[3] > levels[0] + 60
+
+    def word(text, start, end):
+        return Word(text, start * fs, end * fs, 0.9, (Word(text[0], start * fs, end * fs, 0.9),))
+
+    def frames(words):
+        return [(round(w.start / fs), round(w.end / fs)) for w in words]
+
+    # CTC put A's characters at 4-5 (its sound is 2-9), B's at 15-17, C's at 20-22 (B and C share 15-24).
+    words = [word("A", 4, 5), word("B", 15, 17), word("C", 20, 22)]
+    out = extend_word_bounds(words, levels, fs, duration=30 * fs)
+    assert frames(out) == [(2, 10), (15, 20), (20, 25)]  # A: out to its pauses; B ends where C starts
+    assert all(w.chars[0].start == w.start and w.chars[-1].end == w.end for w in out)
+    # Never inwards, never past the neighbours or the audio's ends.
+    assert frames(extend_word_bounds([word("A", 1, 12)], levels, fs, 30 * fs)) == [(1, 12)]
+    assert extend_word_bounds([word("B", 15, 24)], levels, fs, 24.5 * fs)[0].end == pytest.approx(24.5 * fs)
+    assert frames(extend_word_bounds([word("A", 4, 6), word("B", 7, 8)], levels, fs, 30 * fs)) == [(2, 7), (7, 10)]
+    assert extend_word_bounds([], levels, fs, 1.0) == []

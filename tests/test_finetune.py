@@ -189,3 +189,25 @@ def test_evaluate_cli_table_json_and_worst_utterances(labeled, tmp_path):
     bare = save_model(build_model(preset("tiny")), tmp_path / "bare.safetensors")
     no_head = runner.invoke(app, ["evaluate", "-m", str(bare), "--data", str(labeled)])
     assert no_head.exit_code == 2 and "no CTC head" in no_head.output
+
+
+def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
+    """--train-feature-encoder / --freeze-feature-encoder reach the fine-tuning config; left out, the recipe's
+    default (frozen) stands."""
+    import w2v2cli.train.finetune as library
+    from typer.testing import CliRunner
+
+    from w2v2cli.cli import app
+
+    seen = []
+
+    def fake(train, output, valid, init, config, hours, configure, on_event):
+        seen.append(configure(1.0)[1].train_feature_encoder)
+        return {}
+
+    monkeypatch.setattr(library, "finetune", fake)
+    base = ["finetune", "--init", "m.safetensors", "--train", "t.jsonl", "-o", str(tmp_path)]
+    for extra in ([], ["--train-feature-encoder"], ["--freeze-feature-encoder"]):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 0, result.output
+    assert seen == [False, True, False]

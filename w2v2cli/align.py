@@ -443,9 +443,10 @@ def spans_from_states(states: np.ndarray, log_probs: torch.Tensor, targets: np.n
     return out
 
 
-# A CTC model emits each character in a frame or two and blank after it, so a word's last character ends early:
-# by the length of the word's last sound (100-150 ms for a final long vowel). Word ends are moved to where the
-# sound actually stops: the first quiet frame after the last character, never past the next word's start.
+# A CTC model emits each character in a frame or two and blank around it, so a word's characters cover less than
+# its sound: the last one ends where the word's last sound starts (100-150 ms early for a final long vowel), and
+# the first often starts a frame or two after the onset. Word bounds are moved out to where the sound starts and
+# stops: through frames that are not quiet, never into the neighbouring words.
 QUIET_BELOW_LOUD_DB = 40.0  # quiet: this far below the utterance's loud frames (95th percentile level)...
 QUIET_ABOVE_FLOOR_DB = 10.0  # ...or within this of its noise floor (10th percentile), whichever is higher
 
@@ -458,24 +459,39 @@ def frame_levels_db(audio, hop: int) -> np.ndarray:
     return 10 * np.log10((frames**2).mean(1) + 1e-12)
 
 
-def extend_word_ends(words: list[Word], levels_db: np.ndarray, frame_seconds: float, duration: float) -> list[Word]:
-    """Each word (and its last character) ends at the first quiet frame after its last character's frames,
-    at most at the next word's start (or the audio's end); never earlier than before."""
+def extend_word_bounds(words: list[Word], levels_db: np.ndarray, frame_seconds: float,
+                       duration: float) -> list[Word]:
+    """Each word's end (and its last character's) moves to the first quiet frame after its characters, at most
+    to the next word's start or the audio's end; then its start (and its first character's) moves back over the
+    frames before it that are not quiet, at most to the previous word's end. Bounds never move inwards."""
     if not words or len(levels_db) == 0:
         return words
     threshold = max(np.percentile(levels_db, 95) - QUIET_BELOW_LOUD_DB,
                     np.percentile(levels_db, 10) + QUIET_ABOVE_FLOOR_DB)
     quiet = levels_db < threshold
-    out = []
+
+    def frame(seconds: float) -> int:
+        return math.floor(seconds / frame_seconds + 1e-6)
+
+    ends = []
     for i, word in enumerate(words):
-        limit = words[i + 1].start if i + 1 < len(words) else duration
-        t = round(word.end / frame_seconds)
-        last = min(len(quiet), round(limit / frame_seconds))
+        limit = max(words[i + 1].start if i + 1 < len(words) else duration, word.end)
+        t, last = frame(word.end), min(len(quiet), frame(limit))
         while t < last and not quiet[t]:
             t += 1
-        end = min(max(word.end, t * frame_seconds), max(limit, word.end))
-        chars = word.chars[:-1] + (replace(word.chars[-1], end=end),) if word.chars else ()
-        out.append(replace(word, end=end, chars=chars))
+        ends.append(max(word.end, t * frame_seconds if t < last else limit))  # no quiet frame: up to the limit
+    out = []
+    for i, (word, end) in enumerate(zip(words, ends)):
+        limit = min(ends[i - 1] if i else 0.0, word.start)
+        t, first = frame(word.start), math.ceil(limit / frame_seconds - 1e-6)
+        while t > first and t - 1 < len(quiet) and not quiet[t - 1]:
+            t -= 1
+        start = min(word.start, max(limit, t * frame_seconds))
+        chars = word.chars
+        if chars:
+            chars = (replace(chars[0], start=start),) + chars[1:]
+            chars = chars[:-1] + (replace(chars[-1], end=end),)
+        out.append(replace(word, start=start, end=end, chars=chars))
     return out
 
 
@@ -512,13 +528,13 @@ def plan_alignment(log_probs: torch.Tensor, text: str, vocab: Vocabulary, unknow
 def spans_of(problem: AlignmentProblem, states: np.ndarray, blank: int, frame_seconds: float,
              levels_db: np.ndarray | None = None, duration: float = 0.0) -> tuple[str, list[Word]]:
     """(normalized text, words with character spans) from the states the search found; with the audio's frame
-    levels (`frame_levels_db`), word ends move to where the sound stops (`extend_word_ends`)."""
+    levels (`frame_levels_db`), word bounds move to where the sound starts and stops (`extend_word_bounds`)."""
     lp = problem.log_probs.cpu()
     if problem.edge_stars:
         states, lp = states[1:-1], lp[1:-1]
     aligned = spans_from_states(states, lp, problem.targets, problem.owners, problem.words, blank, frame_seconds)
     if levels_db is not None:
-        aligned = extend_word_ends(aligned, levels_db, frame_seconds, duration)
+        aligned = extend_word_bounds(aligned, levels_db, frame_seconds, duration)
     return " ".join(w.text for w in problem.words), aligned
 
 
@@ -553,7 +569,7 @@ def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "
         raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, not {unknown!r}")
     runner = EmissionRunner.for_model(model, precision, batch_seconds, None, chunk_seconds, context_seconds)
     texts: dict[int, str] = {}
-    levels: dict[int, np.ndarray] = {}  # per item: frame levels of its audio, for word ends
+    levels: dict[int, np.ndarray] = {}  # per item: frame levels of its audio, for word bounds
 
     def load(numbered):
         request = numbered[1]

@@ -37,6 +37,10 @@ def finetune(
                                                               "(default 0.65: 0.065 x 10)."),
     mask_channel_prob: float = typer.Option(None, "--mask-channel-prob", help=f"Channel masking ({RECIPE})."),
     layerdrop: float = typer.Option(None, "--layerdrop", help=f"Transformer layerdrop ({RECIPE})."),
+    train_feature_encoder: bool = typer.Option(
+        None, "--train-feature-encoder/--freeze-feature-encoder",
+        help="Train the conv feature encoder too (default: frozen, as fairseq does for pretrained models; "
+             "trained with --init scratch)."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Padded samples per batch and device "
                                                               "(default 3.2M)."),
     update_freq: int = typer.Option(None, "--update-freq", help="Batches per update (default: 8 / devices, "
@@ -87,7 +91,7 @@ def finetune(
         given["max_sample_size"] = given["max_tokens"]
     tune_given = {k: v for k, v in dict(
         freeze_updates=freeze_updates, mask_prob=mask_prob, mask_channel_prob=mask_channel_prob,
-        layerdrop=layerdrop,
+        layerdrop=layerdrop, train_feature_encoder=train_feature_encoder,
     ).items() if v is not None}
 
     def configs(data_hours: float):
