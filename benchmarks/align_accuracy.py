@@ -186,17 +186,17 @@ def progress(message: str):
     print(message, file=sys.stderr, flush=True)
 
 
-def measure(model, items: list[Item], tmp: Path, device: str) -> dict:
+def measure(model, items: list[Item], tmp: Path, device: str, bounds: str = "sound") -> dict:
     starts, ends, failed = [], [], []
     paths = []
     for i, item in enumerate(items):
         paths.append(tmp / f"item{i:03d}.wav")
         sf.write(str(paths[-1]), item.audio, SAMPLE_RATE, subtype="FLOAT")
-    align(model, paths[0], items[0].text)  # warm-up: first-call costs stay out of the timing
+    align(model, paths[0], items[0].text, bounds=bounds)  # warm-up: first-call costs stay out of the timing
     elapsed = 0.0
     for i, (item, path) in enumerate(zip(items, paths)):
         begin = time.perf_counter()
-        result = align(model, path, item.text)
+        result = align(model, path, item.text, bounds=bounds)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - begin
@@ -260,6 +260,8 @@ def main():
                         help="comma-separated espeak-ng voices, taken in turn per sentence; flite:NAME for flite")
     parser.add_argument("--trim-db", type=float, default=TRIM_DB,
                         help="where a word's speech begins and ends, in dB below its loudest 20 ms frame")
+    parser.add_argument("--bounds", choices=("sound", "tokens"), default="sound",
+                        help="word bounds as the aligner gives them (w2v2 align --bounds)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="also write the test items (WAV + truth) here")
@@ -296,7 +298,7 @@ def main():
                 for i, item in enumerate(items)))
         model = load_model(model_path, args.device)
         progress(f"aligning {len(items)} sentences with {model_path}")
-        results = measure(model, items, tmp, args.device)
+        results = measure(model, items, tmp, args.device, args.bounds)
     summary = {"model": str(model_path), "seed": args.seed, "voices": voices, "device": args.device,
                "threads": torch.get_num_threads(), "machine": platform.machine(), **results,
                "failed_count": len(results["failed"]),

@@ -22,6 +22,7 @@ from conftest import speechlike
 from test_transcribe import VOCAB, emissions, model_file  # noqa: F401  (fixture)
 from w2v2cli.align import AlignmentError, align_batch, align_emissions, plan_transcript, viterbi_batch, viterbi_states
 from w2v2cli.cli import app
+from w2v2cli.errors import ConfigError
 from w2v2cli.writers import render
 
 runner = CliRunner()
@@ -363,3 +364,20 @@ def test_word_bounds_move_to_where_the_sound_starts_and_stops():
     assert extend_word_bounds([word("B", 15, 24)], levels, fs, 24.5 * fs)[0].end == pytest.approx(24.5 * fs)
     assert frames(extend_word_bounds([word("A", 4, 6), word("B", 7, 8)], levels, fs, 30 * fs)) == [(2, 7), (7, 10)]
     assert extend_word_bounds([], levels, fs, 1.0) == []
+
+
+def test_bounds_tokens_keeps_the_paths_frames_and_sound_only_widens_them(model_file, wavs):  # noqa: F811
+    from w2v2cli import load_model
+
+    model = load_model(model_file)
+    items = [(wavs / "a.wav", "hello there world")]
+    tokens = next(align_module.align_iter(model, items, bounds="tokens"))
+    sound = next(align_module.align_iter(model, items, bounds="sound"))
+    for t, s in zip(tokens.words, sound.words):
+        assert (t.start, t.end) == (t.chars[0].start, t.chars[-1].end)  # the characters' frames exactly
+        assert s.start <= t.start and s.end >= t.end
+    assert all(a.end <= b.start for a, b in zip(sound.words, sound.words[1:]))
+    with pytest.raises(ConfigError, match="--bounds"):
+        next(align_module.align_iter(model, items, bounds="edges"))
+    result = runner.invoke(app, ["align", "-m", str(model_file), str(wavs / "a.wav"), "hello", "--bounds", "tokens"])
+    assert result.exit_code == 0, result.output

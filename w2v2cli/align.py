@@ -32,6 +32,7 @@ from .text import APOSTROPHES, Vocabulary, char_token_ids, letter_cases, spoken_
 from .transcribe import prefetch
 
 UNKNOWN_POLICIES = ("star", "skip", "error")
+BOUNDS = ("sound", "tokens")  # word bounds: where the sound starts and stops, or the CTC path's token frames
 STAR = "<star>"
 # Problems up to this many Viterbi cells (frames x states) go to torchaudio, which keeps all back-pointers.
 TORCHAUDIO_MAX_CELLS = 32_000_000
@@ -561,12 +562,14 @@ class AlignRequest:
 
 
 def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "star", star_penalty: float = 1.0,
-               precision: str = "auto", batch_seconds: float | None = None, chunk_seconds: float = 30.0,
+               bounds: str = "sound", precision: str = "auto", batch_seconds: float | None = None, chunk_seconds: float = 30.0,
                context_seconds: float = 2.0, workers: int = 2) -> Iterator[Alignment]:
     """Alignments of requests or (audio path, transcript) pairs, in input order; a failing item yields an
     Alignment with `error` set and the others go on."""
     if unknown not in UNKNOWN_POLICIES:
         raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, not {unknown!r}")
+    if bounds not in BOUNDS:
+        raise ConfigError(f"--bounds must be one of {', '.join(BOUNDS)}, not {bounds!r}")
     runner = EmissionRunner.for_model(model, precision, batch_seconds, None, chunk_seconds, context_seconds)
     texts: dict[int, str] = {}
     levels: dict[int, np.ndarray] = {}  # per item: frame levels of its audio, for word bounds
@@ -584,7 +587,8 @@ def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "
                 result.error = audio.reason
             else:
                 result.duration = len(audio) / runner.sample_rate
-                levels[index] = frame_levels_db(audio, runner.hop)
+                if bounds == "sound":
+                    levels[index] = frame_levels_db(audio, runner.hop)
             yield (index, result), None if result.error else audio
 
     # On a device whose engine batches, utterances are searched ALIGN_BATCH_ITEMS at a time there.

@@ -36,6 +36,11 @@ class Unknown(str, Enum):
     error = "error"
 
 
+class Bounds(str, Enum):
+    sound = "sound"
+    tokens = "tokens"
+
+
 @app.command()
 def align(
     audio: Path = typer.Argument(None, help="Audio file (omit with --manifest)."),
@@ -49,6 +54,9 @@ def align(
     unknown: Unknown = typer.Option(Unknown.star, "--unknown", help="Characters the vocabulary cannot express: "
                                     "star (a wildcard takes them; also absorbs untranscribed speech at the ends), "
                                     "skip (drop them), error (fail the item)."),
+    bounds: Bounds = typer.Option(Bounds.sound, "--bounds", help="Word bounds: sound (moved out from the "
+                                  "characters' frames to where the sound starts and stops) or tokens (the frames "
+                                  "the CTC path gives the characters)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
     batch_seconds: float = typer.Option(None, "--batch-seconds", help="Audio per batch (default 30 on CPU, "
@@ -87,7 +95,7 @@ def align(
     err = Console(stderr=True)
     writer = None if output_dir is not None else StdoutWriter(fmt, sys.stdout, single)
     started, done, failed, seconds = time.perf_counter(), 0, 0, 0.0
-    for result in align_iter(loaded, items, unknown=unknown.value, precision=precision,
+    for result in align_iter(loaded, items, unknown=unknown.value, bounds=bounds.value, precision=precision,
                              batch_seconds=batch_seconds, chunk_seconds=chunk_seconds):
         if result.error is None and output_dir is not None:
             target = output_dir / mirror(Path(result.path)).with_suffix(EXTENSIONS[fmt])
