@@ -190,7 +190,10 @@ def test_output_dir_atomic_and_skip_existing(model_file, audio_dir, tmp_path, mo
     assert list(out2.rglob("*")) == []
 
 
-def test_no_model_and_bad_options_are_one_line_errors(audio_dir, model_file):
+def test_no_model_and_bad_options_are_one_line_errors(audio_dir, model_file, tmp_path, monkeypatch):
+    import w2v2cli.cli.common as common
+
+    monkeypatch.setattr(common, "DEFAULT_MODEL", tmp_path / "not-installed.safetensors")
     for args, needle in [
         (["transcribe", audio_dir], "--model"),
         (["transcribe", "-m", model_file, audio_dir, "--device", "cuda"] if not torch.cuda.is_available()
@@ -224,3 +227,12 @@ def test_output_name_clash_fails_that_input_only(model_file, audio_dir, tmp_path
     result = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", other / "a.wav", audio_dir / "c.wav", "-o", out)
     assert result.exit_code == 1 and "would overwrite" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", "c.txt"]
+
+
+def test_without_model_the_embedded_one_is_used(audio_dir, model_file, monkeypatch):
+    import w2v2cli.cli.common as common
+
+    monkeypatch.setattr(common, "DEFAULT_MODEL", model_file)
+    with_default = invoke("transcribe", audio_dir / "a.wav", "-q")
+    named = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "-q")
+    assert with_default.exit_code == 0 and with_default.stdout == named.stdout
