@@ -454,10 +454,11 @@ QUIET_ABOVE_FLOOR_DB = 10.0  # ...or within this of its noise floor (10th percen
 
 def frame_levels_db(audio, hop: int) -> np.ndarray:
     """RMS level in dB of each `hop`-sample frame of `audio` (frame t covers the model's frame t)."""
-    samples = np.asarray(audio, dtype=np.float64)
+    samples = np.asarray(audio, dtype=np.float32)
     count = len(samples) // hop
-    frames = samples[: count * hop].reshape(count, hop)  # (T, hop)
-    return 10 * np.log10((frames**2).mean(1) + 1e-12)
+    frames = samples[: count * hop].reshape(count, hop)  # (T, hop), a view: an hour of audio is not copied
+    energy = np.einsum("ij,ij->i", frames, frames) / hop  # mean square per frame, no squared copy either
+    return 10 * np.log10(energy.astype(np.float64) + 1e-12)
 
 
 def extend_word_bounds(words: list[Word], levels_db: np.ndarray, frame_seconds: float,
