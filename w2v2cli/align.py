@@ -563,8 +563,8 @@ class AlignRequest:
 
 
 def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "star", star_penalty: float = 1.0,
-               bounds: str = "sound", precision: str = "auto", batch_seconds: float | None = None, chunk_seconds: float = 30.0,
-               context_seconds: float = 2.0, workers: int = 2) -> Iterator[Alignment]:
+               bounds: str = "sound", precision: str = "auto", batch_seconds: float | None = None,
+               chunk_seconds: float = 30.0, context_seconds: float = 2.0, workers: int = 2) -> Iterator[Alignment]:
     """Alignments of requests or (audio path, transcript) pairs, in input order; a failing item yields an
     Alignment with `error` set and the others go on."""
     if unknown not in UNKNOWN_POLICIES:
