@@ -49,6 +49,25 @@ def test_whole_file_stats_equal_the_models_own(tiny_model):
     assert (out - ref).abs().max().item() <= 1e-4
 
 
+def test_first_layer_stats_merge_blocks_exactly(tiny_model, monkeypatch):
+    """Blockwise statistics of a padded batch equal float64 statistics over each row's valid frames."""
+    from w2v2cli.model.components import FeatureEncoder
+
+    monkeypatch.setattr(FeatureEncoder, "block_frames", 7)  # many blocks, ragged ends, blocks past a row's end
+    lengths = torch.tensor([48000, 7001, 30000])
+    batch = torch.zeros(3, 48000)
+    for i, n in enumerate(lengths.tolist()):
+        batch[i, :n] = torch.from_numpy(speechlike(n, seed=i)) * (i + 1) + 0.3 * i
+    encoder = tiny_model.feature_encoder
+    with torch.no_grad():
+        mean, var = encoder.first_layer_stats(batch, lengths)
+        out = encoder.layers[0].conv(batch[:, None]).double()
+    for i, n in enumerate(lengths.tolist()):
+        frames = out[i, :, : (n - encoder.layers[0].kernel) // encoder.layers[0].stride + 1]
+        assert torch.allclose(mean[i, :, 0].double(), frames.mean(-1), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(var[i, :, 0].double(), frames.var(-1, unbiased=False), rtol=1e-5, atol=1e-6)
+
+
 def test_windowed_conv_features_are_exact(tiny_model):
     """With whole-file statistics, a window's conv features equal the same frames of the whole file."""
     w = torch.from_numpy(speechlike(16000 * 7, seed=5) * 3 + 0.2)

@@ -170,6 +170,13 @@ def test_learning_rate_schedules():
     assert lrs[20] == 1.0 and lrs[49] == 1.0
     assert lrs[-1] == pytest.approx(0.05)
     assert all(a >= b for a, b in zip(lrs[50:], lrs[51:]))
+    # A run that stops part-way through a longer schedule follows that schedule's first updates exactly.
+    part = tri.replace(max_updates=60, schedule_updates=100)
+    assert [learning_rate(u, part) for u in range(60)] == lrs[:60]
+    longer = tri.replace(schedule_updates=200)
+    assert learning_rate(99, longer) == 1.0 != lrs[99]
+    with pytest.raises(ConfigError, match="schedule-updates"):
+        TrainConfig(schedule_updates=0)
 
 
 def test_bad_configs_are_one_line_errors():

@@ -214,6 +214,9 @@ class TrainConfig:
     """The training loop's settings, shared by pretraining and fine-tuning (defaults: fairseq BASE pretraining)."""
 
     max_updates: int = 400_000
+    # The LR schedule's length when it differs from max_updates (fairseq keeps the two apart): a run can stop
+    # part-way through a longer schedule and still follow it exactly, or be extended without changing its LR.
+    schedule_updates: int | None = None
     max_tokens: int = 1_400_000  # padded samples per batch and process
     max_sample_size: int = 250_000  # longer utterances are randomly cropped to this many samples
     min_sample_size: int = 32_000  # shorter utterances are left out (fairseq min_sample_size; 2 s)
@@ -251,6 +254,8 @@ class TrainConfig:
                      "log_every", "valid_every", "max_bad_updates"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
+        if self.schedule_updates is not None and self.schedule_updates < 1:
+            problems.append(f"--schedule-updates must be >= 1, not {self.schedule_updates}")
         if self.num_workers < 0 or self.min_sample_size < 0:
             problems.append("--num-workers and --min-sample-size must be >= 0")
         if self.max_sample_size > self.max_tokens:

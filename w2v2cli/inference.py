@@ -141,23 +141,28 @@ class EmissionRunner:
     def run(self, waveforms: list[torch.Tensor]) -> list[torch.Tensor]:
         """Emissions for each waveform (S,) float32 at the model's rate, in the same order."""
         frames = [self.num_frames(len(w)) for w in waveforms]
-        # Whole-file statistics make windows exact; an exported graph (OnnxModel) has no input for them.
+        plans = [plan_windows(i, len(w), frames[i], self.hop, self.receptive_field, self.chunk_frames,
+                              self.context_frames) for i, w in enumerate(waveforms)]
+        # A window of a longer utterance is normalized with the whole file's statistics, which makes windows
+        # exact; an utterance run whole gets the same statistics from its own valid frames inside the model.
+        # The two kinds are batched apart, as a batch either carries statistics or not. An exported graph
+        # (OnnxModel) has no input for them.
         exact = getattr(self.model, "accepts_stats", True)
-        stats = [utterance_stats(self.model, w) if exact else None for w in waveforms]
-        windows = [
-            window
-            for i, w in enumerate(waveforms)
-            for window in plan_windows(i, len(w), frames[i], self.hop, self.receptive_field,
-                                       self.chunk_frames, self.context_frames)
-        ]
+        stats = [utterance_stats(self.model, w) if exact and len(plans[i]) > 1 else None
+                 for i, w in enumerate(waveforms)]
+        whole = [p[0] for p in plans if len(p) == 1]
+        windows = [w for p in plans if len(p) > 1 for w in p]
+        batches = pack_batches(whole, self.max_samples, self.batch_size)
+        batches += pack_batches(windows, self.max_samples, self.batch_size)
         vocab_size = self.model.config.vocab_size
         out = [torch.empty(n, vocab_size) for n in frames]
-        for batch in pack_batches(windows, self.max_samples, self.batch_size):
+        for batch in batches:
             lengths = torch.tensor([w.end - w.start for w in batch])
             x = torch.zeros(len(batch), int(lengths.max()))
             for row, w in enumerate(batch):
                 x[row, : w.end - w.start] = waveforms[w.item][w.start:w.end]
-            batch_stats = UtteranceStats.stack([stats[w.item] for w in batch]).to(self.device) if exact else None
+            given = [stats[w.item] for w in batch]
+            batch_stats = None if given[0] is None else UtteranceStats.stack(given).to(self.device)
             with autocast(self.device, self.precision):
                 logits, frame_lengths = self.model(x.to(self.device, non_blocking=True), lengths.to(self.device),
                                                    batch_stats)

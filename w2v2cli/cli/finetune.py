@@ -30,6 +30,9 @@ def finetune(
     hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
     minutes: float = typer.Option(None, "--minutes", help="Same, in minutes."),
     max_updates: int = typer.Option(None, "--max-updates", help=f"Updates ({RECIPE})."),
+    schedule_updates: int = typer.Option(None, "--schedule-updates",
+                                         help="Lay the LR schedule out over this many updates (default: "
+                                              "--max-updates), to stop part-way or extend a run."),
     lr: float = typer.Option(None, "--lr", help=f"Peak learning rate ({RECIPE})."),
     freeze_updates: int = typer.Option(None, "--freeze-updates", help=f"Updates that train only the CTC head "
                                                                       f"({RECIPE})."),
@@ -83,7 +86,8 @@ def finetune(
         tensorboard_available()
     set_threads(threads)
     given = {k: v for k, v in dict(
-        max_updates=max_updates, lr=lr, max_tokens=max_tokens, update_freq=update_freq, clip_norm=clip_norm,
+        max_updates=max_updates, schedule_updates=schedule_updates, lr=lr, max_tokens=max_tokens,
+        update_freq=update_freq, clip_norm=clip_norm,
         valid_every=valid_every, save_every=save_every, keep_last=keep_last, log_every=log_every,
         max_bad_updates=max_bad_updates,
     ).items() if v is not None}

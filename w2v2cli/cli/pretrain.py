@@ -27,6 +27,9 @@ def pretrain(
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
     init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
     max_updates: int = typer.Option(_T.max_updates, "--max-updates", help="Updates to train for."),
+    schedule_updates: int = typer.Option(None, "--schedule-updates",
+                                         help="Lay the LR schedule out over this many updates (default: "
+                                              "--max-updates), to stop part-way or extend a run."),
     max_tokens: int = typer.Option(_T.max_tokens, "--max-tokens", help="Padded samples per batch and device."),
     max_sample_size: int = typer.Option(_T.max_sample_size, "--max-sample-size",
                                         help="Longer utterances are randomly cropped to this many samples."),
@@ -71,8 +74,8 @@ def pretrain(
         tensorboard_available()
     set_threads(threads)
     train_cfg = TrainConfig(
-        max_updates=max_updates, max_tokens=max_tokens, max_sample_size=max_sample_size,
-        min_sample_size=min_sample_size, update_freq=update_freq, lr=lr, warmup=warmup, weight_decay=weight_decay,
+        max_updates=max_updates, schedule_updates=schedule_updates, max_tokens=max_tokens,
+        max_sample_size=max_sample_size, min_sample_size=min_sample_size, update_freq=update_freq, lr=lr, warmup=warmup, weight_decay=weight_decay,
         clip_norm=clip_norm, save_every=save_every, keep_last=keep_last, log_every=log_every,
         valid_every=valid_every, max_bad_updates=max_bad_updates, device=device, precision=precision,
         num_workers=num_workers, seed=seed,

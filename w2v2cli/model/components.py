@@ -54,6 +54,14 @@ class MaskedGroupNorm(nn.Module):
             mean, var = (t.float() for t in stats)
         elif not static_graph() and bool((lengths == x.shape[-1]).all()):  # unpadded: the fused kernel agrees
             return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        elif _can_overwrite(x):  # inference on a padded batch: each row's own frames through the fused kernel,
+            # in place, so a row is normalized exactly as it would be alone
+            for b, n in enumerate(lengths.tolist()):
+                if n > 0:
+                    # the aten op: F.group_norm refuses a single frame, whose normalized value is just the bias
+                    x[b, :, :n] = torch.group_norm(x[b:b + 1, :, :n], x.shape[1], self.weight, self.bias,
+                                                   self.eps, False)[0]
+            return x
         else:
             valid = (~padding_mask(lengths, x.shape[-1])).to(xf.dtype).unsqueeze(-1)  # (B, T, 1)
             count = lengths.clamp(min=1).to(xf.dtype).view(-1, 1, 1)  # (B, 1, 1)
@@ -139,28 +147,41 @@ class FeatureEncoder(nn.Module):
 
     def first_layer_stats(self, waveforms: torch.Tensor, lengths: torch.Tensor, wave_stats=None, eps: float = 1e-7):
         """Per-utterance (mean, var), each (B, C, 1), of the first conv layer's output over valid frames,
-        computed block by block in float64. `wave_stats` (mean, var) normalize the waveform blocks first."""
+        computed block by block: each block's mean and squared deviations in float32 (two passes over the
+        block), merged across blocks in float64 (Chan et al.'s pairwise update). `wave_stats` (mean, var)
+        normalize the waveform blocks first."""
         first = self.layers[0]
         device = first.conv.weight.device
         frame_lengths = conv_output_lengths(lengths, first.kernel, first.stride).to(device)
         num_frames = max(0, (waveforms.shape[1] - first.kernel) // first.stride + 1)
         step = self.block_frames * self.hop // first.stride
-        acc = torch.zeros(waveforms.shape[0], first.conv.out_channels, dtype=torch.float64, device=device)
-        acc_sq = torch.zeros_like(acc)
+        shape = (waveforms.shape[0], first.conv.out_channels)
+        count = torch.zeros(shape[0], 1, dtype=torch.float64, device=device)
+        mean = torch.zeros(shape, dtype=torch.float64, device=device)
+        m2 = torch.zeros_like(mean)
         for f0 in range(0, num_frames, step):
             f1 = min(f0 + step, num_frames)
             piece = waveforms[:, f0 * first.stride:(f1 - 1) * first.stride + first.kernel].to(device).float()
             if wave_stats is not None:
-                mean, var = (t.to(device).float() for t in wave_stats)
-                piece = (piece - mean) * torch.rsqrt(var + eps)
-            out = first.conv(piece.unsqueeze(1)).double()  # (B, C, f1 - f0)
-            valid = (torch.arange(f0, f1, device=device).unsqueeze(0) < frame_lengths.unsqueeze(1)).unsqueeze(1)
-            out = out * valid
-            acc += out.sum(-1)
-            acc_sq += out.square().sum(-1)
-        n = frame_lengths.clamp(min=1).double().unsqueeze(1)
-        mean = acc / n
-        var = (acc_sq / n - mean.square()).clamp(min=0)
+                wave_mean, wave_var = (t.to(device).float() for t in wave_stats)
+                piece = (piece - wave_mean) * torch.rsqrt(wave_var + eps)
+            out = first.conv(piece.unsqueeze(1))  # (B, C, f1 - f0)
+            n = (frame_lengths - f0).clamp(0, f1 - f0).unsqueeze(1)  # (B, 1) valid frames of this block
+            if bool((n == f1 - f0).all()):
+                block_mean = out.mean(-1)
+                block_m2 = (out - block_mean.unsqueeze(-1)).square().sum(-1)
+            else:
+                valid = (torch.arange(f1 - f0, device=device) < n).unsqueeze(1)  # (B, 1, f1 - f0)
+                block_mean = (out * valid).sum(-1) / n.clamp(min=1)
+                block_m2 = ((out - block_mean.unsqueeze(-1)) * valid).square().sum(-1)
+            n = n.double()
+            total = count + n
+            weight = torch.where(total > 0, n / total.clamp(min=1), 0.0)
+            delta = block_mean.double() - mean
+            mean = mean + delta * weight
+            m2 = m2 + block_m2.double() + delta.square() * count * weight
+            count = total
+        var = m2 / count.clamp(min=1)
         return mean.float().unsqueeze(-1), var.float().unsqueeze(-1)
 
 

@@ -9,7 +9,7 @@ from ..config import TrainConfig
 
 def learning_rate(update: int, cfg: TrainConfig) -> float:
     """LR for the update that follows `update` finished updates (0-based)."""
-    total = cfg.max_updates
+    total = cfg.schedule_updates or cfg.max_updates
     warm = int(round(cfg.warmup * total))
     step = update + 1  # the first update already gets a non-zero LR
     if cfg.schedule == "linear":
