@@ -95,17 +95,22 @@ def check_batch(problems, device, **options):
         assert np.array_equal(states, viterbi_states(lp.numpy(), tg, 0))
 
 
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                      reason="needs CUDA")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("seed", range(4))
-def test_batched_viterbi_paths_are_torchaudios(seed, monkeypatch):
+def test_batched_viterbi_paths_are_torchaudios(device, seed, monkeypatch):
     # Utterances of different lengths and transcripts, ties, repeats and some too short, in one batch; half the
     # seeds search in segments from checkpoints and copy back-pointers to the host a few frames at a time.
     rng = np.random.default_rng(seed)
     problems = [random_problem(rng, i % 2 == 0, num_classes=2 + seed) for i in range(12)]
     if seed % 2:
         monkeypatch.setattr(align_module, "_BACKTRACK_FRAMES", 3)
-        check_batch(problems, "cpu", max_backpointer_bytes=1)
+        check_batch(problems, device, max_backpointer_bytes=1)
     else:
-        check_batch(problems, "cpu")
+        check_batch(problems, device)
 
 
 def test_batched_viterbi_with_the_star_column():
@@ -129,19 +134,6 @@ def test_impossible_alignments_fail_alone():
     assert found[1].tolist() == torchaudio_states(lp, np.array([1, 2, 3])).tolist()
     assert isinstance(found[2], AlignmentError) and "cannot fit" in str(found[2])
     assert str(align_batch(problems[:1], 0, engine="single")[0]) == str(found[0])
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("seed", range(4))
-def test_batched_viterbi_on_cuda_is_torchaudios_cpu_path(seed, monkeypatch):
-    rng = np.random.default_rng(100 + seed)
-    problems = [random_problem(rng, i % 2 == 0, num_classes=3 + seed) for i in range(16)]
-    if seed % 2:
-        monkeypatch.setattr(align_module, "_BACKTRACK_FRAMES", 5)
-        check_batch(problems, "cuda", max_backpointer_bytes=1)
-    else:
-        check_batch(problems, "cuda")
 
 
 @pytest.mark.gpu

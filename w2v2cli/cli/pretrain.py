@@ -75,7 +75,8 @@ def pretrain(
     set_threads(threads)
     train_cfg = TrainConfig(
         max_updates=max_updates, schedule_updates=schedule_updates, max_tokens=max_tokens,
-        max_sample_size=max_sample_size, min_sample_size=min_sample_size, update_freq=update_freq, lr=lr, warmup=warmup, weight_decay=weight_decay,
+        max_sample_size=max_sample_size, min_sample_size=min_sample_size, update_freq=update_freq, lr=lr,
+        warmup=warmup, weight_decay=weight_decay,
         clip_norm=clip_norm, save_every=save_every, keep_last=keep_last, log_every=log_every,
         valid_every=valid_every, max_bad_updates=max_bad_updates, device=device, precision=precision,
         num_workers=num_workers, seed=seed,
