@@ -1,6 +1,6 @@
 """Peak memory of `w2v2 transcribe` on long files: bounded, and growing only by the decoded waveform.
 
-Usage: .venv/bin/python benchmarks/long_audio.py [--minutes 10 30 60] [--threads 2]
+Usage: .venv/bin/python benchmarks/long_audio.py [--minutes 10 30 60] [--threads 2] [--allocator fast|lean]
 
 Writes a 16 kHz 16-bit WAV of synthetic speech-like audio per length, a randomly initialized base-config model,
 and runs the installed command line (`python -m w2v2cli transcribe`) on each file in a fresh process, reading
@@ -35,11 +35,12 @@ def write_long_wav(path: Path, minutes: float) -> None:
             f.write(speechlike(160000, seed=i))
 
 
-def run(model: Path, audio: Path, threads: int) -> tuple[float, float, str]:
+def run(model: Path, audio: Path, threads: int, allocator: str) -> tuple[float, float, str]:
     start = time.perf_counter()
+    env = {**os.environ, "W2V2_ALLOCATOR": allocator}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run([sys.executable, "-m", "w2v2cli", "transcribe", "-m", str(model), str(audio),
-                           "--threads", str(threads), "-q", "-f", "json"], capture_output=True, text=True)
+                           "--threads", str(threads), "-q", "-f", "json"], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(proc.stderr)
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -51,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 60])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allocator", choices=["fast", "lean"], default="fast", help="W2V2_ALLOCATOR of the runs")
     args = parser.parse_args()
     vocab = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
     torch.manual_seed(0)
@@ -58,7 +60,8 @@ def main():
         tmp = Path(tmp)
         model = save_model(build_model(preset("base", vocab_size=len(vocab)), vocab), tmp / "base.safetensors")
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
-              f"torch {torch.__version__}; base config, default --chunk-seconds 30 and --batch-seconds 30")
+              f"torch {torch.__version__}; base config, default --chunk-seconds 30 and --batch-seconds 30, "
+              f"W2V2_ALLOCATOR={args.allocator}")
         print()
         print("| audio | decoded waveform | peak RSS | peak RSS - waveform | wall time | x real time |")
         print("| --- | --- | --- | --- | --- | --- |")
@@ -68,7 +71,7 @@ def main():
             audio = tmp / f"{minutes:g}min.wav"
             write_long_wav(audio, minutes)
             wrapper = subprocess.run(
-                [sys.executable, __file__, "--measure", str(model), str(audio), str(args.threads)],
+                [sys.executable, __file__, "--measure", str(model), str(audio), str(args.threads), args.allocator],
                 capture_output=True, text=True,
             )
             if wrapper.returncode:
@@ -82,7 +85,7 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
-        peak, wall, _ = run(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        peak, wall, _ = run(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         print(peak, wall)
     else:
         main()

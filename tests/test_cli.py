@@ -98,3 +98,34 @@ def test_committed_completion_scripts_are_current(shell):
 def test_a_bad_option_value_is_a_usage_error_not_an_internal_one(tmp_path):
     result = w2v2("transcribe", "--format", "bogus", "x.wav")
     assert result.returncode == 2 and "Invalid value" in result.stderr and "internal error" not in result.stderr
+
+
+ALLOCATION_PROBE = """
+import os, sys, torch
+from w2v2cli.cli import _tune_memory_for_large_tensors
+_tune_memory_for_large_tensors()
+x = torch.ones(16 << 18)  # 16 MB: past PyTorch's 2 MB huge-page threshold
+huge = sum(int(line.split()[1]) for line in open("/proc/self/smaps") if line.startswith("AnonHugePages"))
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), huge)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are a Linux feature")
+def test_allocator_modes(tmp_path):
+    import os
+    from pathlib import Path
+
+    def probe(mode):
+        env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | {"W2V2_ALLOCATOR": mode}
+        return subprocess.run([sys.executable, "-c", ALLOCATION_PROBE], capture_output=True, text=True, env=env)
+
+    fast, lean = probe("fast"), probe("lean")
+    assert fast.returncode == 0 and lean.returncode == 0, fast.stderr + lean.stderr
+    assert fast.stdout.split()[0] == "1" and lean.stdout.split()[0] == "None"
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists() and "[never]" not in thp.read_text():  # the kernel grants huge pages to tensors that ask
+        assert int(fast.stdout.split()[1]) > 0 and int(lean.stdout.split()[1]) == 0
+
+    bad = probe("turbo")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip() == "w2v2: error: W2V2_ALLOCATOR must be fast or lean, not 'turbo'"
