@@ -211,8 +211,11 @@ def test_source_errors(tmp_path):
         read_source(tmp_path / "list.txt")
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
-    with pytest.raises(ConfigError, match="no usable audio"):
+    with pytest.raises(ConfigError, match=r"no usable audio.*no audio files in this folder"):
         read_source(empty_dir)
+    (tmp_path / "none.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"none\.jsonl: no usable audio.*the manifest has no entries"):
+        read_source(tmp_path / "none.jsonl")
     (empty_dir / "x.wav").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"no usable audio.*1 entries skipped.*x\.wav"):
         read_source(empty_dir)

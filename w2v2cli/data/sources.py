@@ -77,7 +77,12 @@ def read_source(spec, sample_rate: int = 16000, need_text: bool = False) -> Data
         utterances, problems = reader(path, sample_rate)
 
     if not utterances:
-        detail = f" ({len(problems)} entries skipped, first: {problems[0]})" if problems else ""
+        if problems:
+            detail = f" ({len(problems)} entries skipped, first: {problems[0]})"
+        elif path.is_dir():
+            detail = " (no audio files in this folder)"
+        else:
+            detail = " (the manifest has no entries)"
         raise ConfigError(f"{name}: no usable audio in this data source{detail}")
     if need_text:
         if not any(u.text is not None for u in utterances):
