@@ -1,4 +1,5 @@
-"""Peak memory of `w2v2 transcribe` on long files: bounded, and growing only by the decoded waveform.
+"""Peak memory and time of `w2v2 transcribe` on long files, under either W2V2_ALLOCATOR mode (README: Memory
+and speed); with `lean`, peak memory grows only by the decoded waveform.
 
 Usage: .venv/bin/python benchmarks/long_audio.py [--minutes 10 30 60] [--threads 2] [--allocator fast|lean]
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import speechlike  # noqa: E402
 
 from w2v2cli import Vocabulary, build_model, preset, save_model  # noqa: E402
+from w2v2cli.cli import MALLOPT  # noqa: E402
 
 
 def write_long_wav(path: Path, minutes: float) -> None:
@@ -52,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 60])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--allocator", choices=["fast", "lean"], default="fast", help="W2V2_ALLOCATOR of the runs")
+    parser.add_argument("--allocator", choices=sorted(MALLOPT), default="fast", help="W2V2_ALLOCATOR of the runs")
     args = parser.parse_args()
     vocab = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -111,7 +112,7 @@ print(os.environ.get("THP_MEM_ALLOC_ENABLE"), huge)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are a Linux feature")
-def test_allocator_modes(tmp_path):
+def test_allocator_modes():
     import os
     from pathlib import Path
 
@@ -129,3 +130,13 @@ def test_allocator_modes(tmp_path):
     bad = probe("turbo")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == "w2v2: error: W2V2_ALLOCATOR must be fast or lean, not 'turbo'"
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path, native_model):
+    import soundfile as sf
+
+    for i in range(8):
+        sf.write(tmp_path / f"{i}.wav", np.random.default_rng(i).normal(0, 0.1, 16000).astype("float32"), 16000)
+    command = f"{sys.executable} -m w2v2cli transcribe -m {native_model} --batch-size 1 {tmp_path}/*.wav | head -c 1"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True)
+    assert result.stderr == "" and result.returncode in (0, 141)

@@ -33,6 +33,9 @@ class _Group(TyperGroup):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:  # the reader left (`w2v2 transcribe ... | head`): stop quietly, as shell tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
+            raise SystemExit(141) from None  # 128 + SIGPIPE
         except (SystemExit, typer.Exit, typer.Abort, click.ClickException, _TyperClickException):
             raise  # usage errors (bad option values) are click's to report: one message, exit status 2
         except Exception as exc:
@@ -76,9 +79,6 @@ def _root(
 
     Exit status: 0 success; 1 some inputs failed (the rest were processed); 2 bad option or config;
     3 unusable audio; 4 unusable model file; 70 internal error.
-
-    Environment: W2V2_ALLOCATOR=fast (default: huge pages and heap reuse for large tensors) or lean (lower
-    peak memory on long jobs, about 40% slower on CPU).
     """
     DEBUG["on"] = debug
 
@@ -86,11 +86,18 @@ def _root(
 from . import align, evaluate, export, finetune, info, pretrain, transcribe  # noqa: E402,F401  (registers the commands)
 
 
+# glibc mallopt settings per W2V2_ALLOCATOR mode: M_MMAP_THRESHOLD (-3), M_TRIM_THRESHOLD (-1), M_TOP_PAD (-2).
+MALLOPT = {
+    "fast": ((-3, 32 << 20), (-1, 1 << 30), (-2, 64 << 20)),  # 32 MB is glibc's largest mmap threshold
+    "lean": ((-3, 1 << 20),),
+}
+
+
 def _tune_memory_for_large_tensors() -> None:
     """Set how large CPU tensors are allocated, from W2V2_ALLOCATOR (README: Memory and speed).
 
     Inference and training allocate and free activations of tens of MB per batch. Served as fresh 4 KB pages
-    each time, a third of transcription time went to page faults.
+    each time, about 30% of transcription time went to page faults.
     - `fast` (default): PyTorch backs tensors of 2 MB and more with transparent huge pages (its
       THP_MEM_ALLOC_ENABLE switch, read at the first allocation; a value the user set is kept), and glibc keeps
       freed blocks of up to 32 MB in its heap for reuse, returning heap memory to the OS only past 1 GB free.
@@ -100,18 +107,14 @@ def _tune_memory_for_large_tensors() -> None:
     import ctypes
 
     mode = os.environ.get("W2V2_ALLOCATOR", "fast")
-    if mode not in ("fast", "lean"):
+    if mode not in MALLOPT:
         fail(f"W2V2_ALLOCATOR must be fast or lean, not {mode!r}", 2)
     if mode == "fast":
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
         libc = ctypes.CDLL(None)
-        if mode == "fast":
-            libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's largest)
-            libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-            libc.mallopt(-2, 64 << 20)  # M_TOP_PAD
-        else:
-            libc.mallopt(-3, 1 << 20)
+        for option, value in MALLOPT[mode]:
+            libc.mallopt(option, value)
     except (OSError, AttributeError):  # not glibc
         pass
 

@@ -269,7 +269,11 @@ class Trainer:
 
     def run(self) -> dict:
         try:
-            return self._run()
+            summary = self._run()
+            # Ranks leave together: gloo aborts a process that tears its group down after a peer already left
+            # ("terminate called without an active exception").
+            barrier(self.dist)
+            return summary
         finally:
             shutdown(self.dist) if hasattr(self, "dist") else None
 
