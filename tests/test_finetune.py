@@ -191,6 +191,64 @@ def test_evaluate_cli_table_json_and_worst_utterances(labeled, tmp_path):
     assert no_head.exit_code == 2 and "no CTC head" in no_head.output
 
 
+def test_evaluate_utterances_file_interval_and_paired_comparison(labeled, tmp_path):
+    """--utterances writes every utterance; the WER has a bootstrap interval; --compare gives the paired
+    difference against another model's file (zero against itself), and a bad file is a one-line error."""
+    vocab = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(save_model(build_model(preset("tiny", vocab_size=len(vocab)), vocab),
+                                 tmp_path / f"m{seed}.safetensors"))
+    first = runner.invoke(app, ["evaluate", "-m", str(models[0]), "--data", str(labeled), "--json",
+                                "--utterances", str(tmp_path / "u0.jsonl")])
+    assert first.exit_code == 0, first.output
+    result = json.loads(first.output)["sets"][0]
+    low, high = result["wer_interval"]
+    assert low <= result["wer"] <= high
+    records = [json.loads(line) for line in (tmp_path / "u0.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and {r["set"] for r in records} == {str(labeled)}
+    assert sum(r["word_errors"] for r in records) == result["word_errors"]
+    assert all(r["reference"] and "hypothesis" in r for r in records)
+
+    again = runner.invoke(app, ["evaluate", "-m", str(models[0]), "--data", str(labeled), "--json",
+                                "--compare", str(tmp_path / "u0.jsonl")])
+    same = json.loads(again.output)["sets"][0]["compare"]
+    assert same["difference"] == 0 and same["interval"] == [0, 0] and not same["significant"]
+    other = runner.invoke(app, ["evaluate", "-m", str(models[1]), "--data", str(labeled), "--json",
+                                "--compare", str(tmp_path / "u0.jsonl")])
+    versus = json.loads(other.output)["sets"][0]
+    assert versus["compare"]["other_wer"] == result["wer"] and versus["compare"]["wer"] == versus["wer"]
+    assert versus["compare"]["difference"] == pytest.approx(versus["wer"] - result["wer"])
+    table = runner.invoke(app, ["evaluate", "-m", str(models[1]), "--data", str(labeled),
+                                "--compare", str(tmp_path / "u0.jsonl")])
+    assert table.exit_code == 0 and "vs other" in table.output and "WER 95%" in table.output
+
+    (tmp_path / "bad.jsonl").write_text('{"id": "a"}\n')
+    bad = subprocess.run([sys.executable, "-m", "w2v2cli", "evaluate", "-m", models[0], "--data", labeled,
+                          "--compare", tmp_path / "bad.jsonl"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "bad.jsonl" in bad.stderr
+    assert "line 1" in bad.stderr
+
+
+def test_bootstrap_intervals():
+    from w2v2cli.scoring import paired_comparison, wer_interval
+
+    words = [5 + i % 7 for i in range(400)]
+    errors = [(i * 37) % (w + 1) for i, w in enumerate(words)]
+    wer = sum(errors) / sum(words)
+    low, high = wer_interval(errors, words)
+    assert low < wer < high and high - low < 0.1
+    assert wer_interval(errors, words) == (low, high)  # seeded: the same interval every time
+    fewer = [max(0, e - 1) for e in errors]
+    better = paired_comparison(fewer, errors, words)
+    assert better.difference < 0 and better.high < 0 and better.significant and better.a_better == 1.0
+    same = paired_comparison(errors, errors, words)
+    assert same.difference == 0 and not same.significant
+    with pytest.raises(ValueError):
+        paired_comparison(errors, errors[:-1], words)
+
+
 def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
     """--train-feature-encoder / --freeze-feature-encoder reach the fine-tuning config; left out, the recipe's
     default (frozen) stands."""

@@ -154,3 +154,16 @@ def test_build_sentences_dedups_and_splits_disjoint():
     again, _ = mc.build_sentences({"grammar": raw["grammar"]}, seed=1)
     assert {s["transcript"]: s["split"] for s in again}.items() <= {s["transcript"]: s["split"]
                                                                      for s in sentences}.items()
+
+
+def test_test_halves_split_by_engine():
+    from types import SimpleNamespace
+
+    def item(description):
+        return SimpleNamespace(voice={"description": description})
+
+    made = [(item("espeak-ng en-gb-x-rp+m5 speed 152 pitch 47"), 1.5), (item("flite slt stretch 1.06 f0 169"), 2.0),
+            (item("espeak-ng en-gb-x-rp+f3 speed 170 pitch 40"), 3.0)]
+    halves = mc.test_halves(made)
+    assert [s for _, s in halves["test_espeak"]] == [1.5, 3.0]
+    assert [s for _, s in halves["test_slt"]] == [2.0]

@@ -18,6 +18,7 @@ stage is cached under OUT and resumes when rerun:
     OUT/dev.jsonl    held-out sentences, training voices (5% of the training hours, at least 200 utterances)
     OUT/test.jsonl   held-out sentences, held-out voices: flite's slt and one espeak-ng accent with variants
                      that training never uses (as many hours as dev)
+    OUT/test_espeak.jsonl, OUT/test_slt.jsonl: test's two halves, the held-out espeak-ng voices and flite's slt
     OUT/stats.json   text statistics, render and augmentation speeds, hours per split
 
 A manifest record holds id, audio (relative to OUT), text (the transcript), speaker, duration (seconds), voice
@@ -713,6 +714,13 @@ def write_manifest(path: Path, out: Path, made: list[tuple[Item, float]]) -> Non
     _write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
+def test_halves(made: list[tuple[Item, float]]) -> dict[str, list[tuple[Item, float]]]:
+    """The test split by engine: test_espeak (the held-out espeak-ng voices, the WER target's set) and test_slt."""
+    engine = {"test_espeak": "espeak-ng", "test_slt": "flite"}
+    return {half: [(item, s) for item, s in made if item.voice["description"].split()[0] == name]
+            for half, name in engine.items()}
+
+
 def print_text_stats(stats: dict) -> None:
     for source, s in stats.items():
         dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "none"
@@ -758,6 +766,9 @@ def main() -> None:
             made[split], rendered = render_split(items, target_s, min_count, args.out, pool, noise_rms, meter)
             all_items += rendered
             print(f"{split}: done in {time.perf_counter() - split_start:.0f} s", file=sys.stderr)
+    # Test's halves before test.jsonl, which marks a finished corpus.
+    for half, records in test_halves(made["test"]).items():
+        write_manifest(args.out / f"{half}.jsonl", args.out, records)
     for split, records in made.items():
         write_manifest(args.out / f"{split}.jsonl", args.out, records)
     removed = remove_stale(args.out, all_items)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 SET_NAMES = (("dev", "held-out sentences, training voices"), ("test", "held-out sentences and voices"),
+             ("test_espeak", "test: held-out espeak-ng voices"), ("test_slt", "test: flite slt"),
              ("sample_audio", "sample_audio/"))
 
 

@@ -3,7 +3,8 @@
 # -> WER on held-out sentences (dev: training voices; test: held-out voices) -> the embedded model.
 #
 # Usage: recipes/synthetic-en/run.sh [WORK_DIR]
-#   knobs (environment): CONFIG (small), HOURS (12), PRETRAIN_UPDATES, FINETUNE_UPDATES, SHIP_SCALE, THREADS
+#   knobs (environment): CONFIG (small), HOURS (12), PRETRAIN_UPDATES, FINETUNE_UPDATES, SHIP_SCALE, THREADS,
+#   STAGES (default "corpus pretrain finetune ship evaluate": the stages to run, e.g. STAGES="ship evaluate")
 # Needs espeak-ng, flite and sox for the corpus. Every stage is cached: rerunning skips finished stages and
 # resumes an interrupted one from its last checkpoint. The sizes below are the CPU version (2 cores); on a GPU
 # raise the updates and --max-tokens.
@@ -16,30 +17,38 @@ HOURS=${HOURS:-12}
 PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-4000}
 FINETUNE_UPDATES=${FINETUNE_UPDATES:-1000}
 THREADS=${THREADS:-2}
+STAGES=${STAGES:-corpus pretrain finetune ship evaluate}
+for stage in $STAGES; do
+  case $stage in corpus|pretrain|finetune|ship|evaluate) ;;
+    *) echo "run.sh: STAGES: unknown stage '$stage' (corpus pretrain finetune ship evaluate)" >&2; exit 2 ;; esac
+done
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 C="$WORK/corpus"
 stamp() { echo "[$(date '+%F %T')] $*" >&2; }
 
 # 1-3. Text, speech, augmentation (make_corpus.py caches every file; its manifests are written last).
-[ -f "$C/test.jsonl" ] || { stamp corpus; "$PYTHON" "$HERE/make_corpus.py" "$C" --hours "$HOURS"; }
+# A corpus from before test's halves were written gets them from a rerun (15 s: every file is cached).
+want corpus && { [ -f "$C/test.jsonl" ] && [ -f "$C/test_espeak.jsonl" ] || { stamp corpus; "$PYTHON" "$HERE/make_corpus.py" "$C" --hours "$HOURS"; }; }
+[ -f "$C/test.jsonl" ] || { echo "run.sh: no corpus in $C (run the corpus stage)" >&2; exit 2; }
 
 # 4. Self-supervised pretraining on all training audio (transcripts unused).
-[ -f "$WORK/pretrain/model.safetensors" ] && [ -f "$WORK/pretrain/.done" ] || {
+want pretrain && { [ -f "$WORK/pretrain/model.safetensors" ] && [ -f "$WORK/pretrain/.done" ] || {
   stamp pretrain
   "$W2V2" pretrain --train "$C/train.jsonl" --valid "$C/dev.jsonl" --output "$WORK/pretrain" --config "$CONFIG" \
     --max-updates "$PRETRAIN_UPDATES" --max-tokens 480000 --max-sample-size 240000 --min-sample-size 16000 \
     --lr 2e-4 --log-every 100 --save-every 500 --valid-every 1000 --threads "$THREADS"
   touch "$WORK/pretrain/.done"
-}
+}; }
 
 # 5. CTC fine-tuning on a seeded 1-hour subset, from the pretrained model and from scratch.
 FT=(--train "$C/train.jsonl" --valid "$C/dev.jsonl" --valid "$C/test.jsonl" --hours 1 --max-updates "$FINETUNE_UPDATES"
     --max-tokens 640000 --update-freq 1 --log-every 50 --valid-every 500 --save-every 250 --threads "$THREADS"
     --mask-prob 0.25 --mask-channel-prob 0.1 --layerdrop 0)
-stamp finetune-1h; "$W2V2" finetune --init "$WORK/pretrain/model.safetensors" --output "$WORK/finetune-1h" \
+want finetune && { stamp finetune-1h; "$W2V2" finetune --init "$WORK/pretrain/model.safetensors" --output "$WORK/finetune-1h" \
   --lr 2e-4 --freeze-updates 200 "${FT[@]}"
 stamp scratch-1h; "$W2V2" finetune --init scratch --config "$CONFIG" --output "$WORK/scratch-1h" --lr 5e-4 \
-  --freeze-updates 0 "${FT[@]}"
+  --freeze-updates 0 "${FT[@]}"; }
 
 # The embedded model: every training transcript (the 1-hour runs above are the paper's comparison), CTC from
 # scratch in four runs, each continuing from the best (by dev WER) model of the one before. Large batches: on
@@ -49,6 +58,7 @@ stamp scratch-1h; "$W2V2" finetune --init scratch --config "$CONFIG" --output "$
 SHIP=(--train "$C/train.jsonl" --valid "$C/dev.jsonl" --freeze-updates 0 --mask-prob 0.25 --mask-channel-prob 0.1
       --layerdrop 0 --max-tokens 1280000 --update-freq 1 --save-every 25 --log-every 10 --threads "$THREADS")
 S=${SHIP_SCALE:-1}
+want ship && {
 stamp ship-1; "$W2V2" finetune --init scratch --config "$CONFIG" --output "$WORK/ship-1" --lr 1e-3 \
   --max-updates $((320 * S)) --schedule-updates $((600 * S)) --valid-every $((150 * S)) "${SHIP[@]}"
 stamp ship-2; "$W2V2" finetune --init "$WORK/ship-1/model.safetensors" --train-feature-encoder \
@@ -58,12 +68,17 @@ stamp ship-3; "$W2V2" finetune --init "$WORK/ship-2/model.safetensors" --train-f
   --output "$WORK/ship-3" --lr 5e-4 --max-updates $((1400 * S)) --valid-every $((200 * S)) "${SHIP[@]}"
 stamp ship; "$W2V2" finetune --init "$WORK/ship-3/model.safetensors" --train-feature-encoder --output "$WORK/ship" \
   --lr 3e-4 --max-updates $((900 * S)) --valid-every $((150 * S)) "${SHIP[@]}"
+}
 
-# 6. WER/CER on held-out sentences with training voices (dev) and with held-out voices (test).
+# 6. WER/CER on held-out sentences with training voices (dev) and with held-out voices (test, and its halves:
+#    the held-out espeak-ng voices, the target's set, and flite's slt).
+want evaluate || exit 0
 for run in finetune-1h scratch-1h ship; do
+  [ -f "$WORK/$run/model.safetensors" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
   stamp "evaluate $run"
   "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
-    --data "$HERE/../../sample_audio" --json --threads "$THREADS" > "$WORK/$run/wer.json"
+    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$HERE/../../sample_audio" --json --threads "$THREADS" > "$WORK/$run/wer.json.tmp"
+  mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
 done
 "$PYTHON" "$HERE/report.py" "$WORK" > "$WORK/results.md"
 cat "$WORK/results.md"

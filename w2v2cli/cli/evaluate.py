@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..inference import resolve_device
 from ..io.checkpoint import load_model
 from . import app
@@ -29,16 +30,23 @@ def evaluate(
     beta: float = BETA,
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     errors: int = typer.Option(0, "--errors", help="Also show the N worst utterances of each set."),
+    utterances: Path = typer.Option(None, "--utterances", help="Write every utterance's reference, hypothesis "
+                                                               "and error counts to this JSONL file."),
+    compare: Path = typer.Option(None, "--compare", help="Another model's --utterances file: the WER difference "
+                                                         "per set, with a paired bootstrap 95% interval."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
 ):
     """Word and character error rates on labeled data sets. Results on stdout; problems on stderr."""
     from ..evaluate import evaluate as run_evaluate
+    from ..evaluate import read_utterance_records, utterance_records
+    from ..io.atomic import atomic_open
 
     set_threads(threads)
     if lm is not None:
         beam = True
+    other = read_utterance_records(compare) if compare is not None else None
     loaded = load_model(resolve_model(model), device=resolve_device(device))
     results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta,
                            precision=precision)
@@ -49,19 +57,59 @@ def evaluate(
         for item in result.items:
             if item.error:
                 err.print(f"{item.path}: {item.error}", markup=False)
+    if utterances is not None:
+        try:
+            with atomic_open(utterances) as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in utterance_records(results))
+        except OSError as exc:
+            raise ConfigError(f"--utterances {utterances}: cannot write it ({exc.strerror or exc})") from None
+    comparisons = {}
+    if other is not None:
+        for r in results:
+            records = _matching_set(r.name, other)
+            if records is None:
+                err.print(f"warning: --compare {compare}: no set {r.name!r} in it", markup=False)
+                continue
+            comparison, left_out = r.compare(records)
+            if left_out:
+                err.print(f"warning: --compare {compare}: {r.name}: {left_out} utterance(s) not scored by both "
+                          "models with the same reference, left out of the comparison", markup=False)
+            if comparison is not None:
+                comparisons[r.name] = comparison
     if as_json:
-        print(json.dumps({"model": str(model or "default"), "sets": [r.to_dict(errors) for r in results]},
-                         ensure_ascii=False, indent=2))
+        sets = []
+        for r in results:
+            entry = r.to_dict(errors)
+            if r.name in comparisons:
+                entry["compare"] = {"file": str(compare), **comparisons[r.name].to_dict()}
+            sets.append(entry)
+        print(json.dumps({"model": str(model or "default"), "sets": sets}, ensure_ascii=False, indent=2))
+        if any(r.failed for r in results):
+            raise typer.Exit(1)
         return
     out = Console(highlight=False)
     table = Table(title="evaluation", title_justify="left")
-    for name, justify in (("set", "left"), ("utterances", "right"), ("hours", "right"), ("WER", "right"),
-                          ("CER", "right"), ("failed", "right")):
-        table.add_column(name, justify=justify, overflow="fold" if name == "set" else "ellipsis")
+    columns = [("set", "left"), ("utterances", "right"), ("hours", "right"), ("WER", "right"),
+               ("WER 95%", "right"), ("CER", "right"), ("failed", "right")]
+    if other is not None:
+        columns.insert(5, ("vs other", "right"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify,
+                         overflow="fold" if name in ("set", "WER 95%", "vs other") else "ellipsis")
     for r in results:
-        table.add_row(r.name, str(r.utterances), f"{r.seconds / 3600:.3f}", f"{r.wer:.2%}", f"{r.cer:.2%}",
-                      str(r.failed))
+        low, high = r.wer_interval()
+        cells = [r.name, str(r.utterances), f"{r.seconds / 3600:.3f}", f"{r.wer:.2%}",
+                 f"{100 * low:.1f}-{100 * high:.1f}" if r.counts.words else "-", f"{r.cer:.2%}", str(r.failed)]
+        if other is not None:
+            c = comparisons.get(r.name)
+            cells.insert(5, "-" if c is None else
+                         f"{100 * c.difference:+.1f} ({100 * c.low:+.1f},{100 * c.high:+.1f})"
+                         + (" *" if c.significant else ""))
+        table.add_row(*cells)
     out.print(table)
+    if other is not None and comparisons:
+        err.print("vs other: WER minus --compare's WER on the same utterances, in points, with its 95% interval; "
+                  "*: the interval excludes 0", markup=False)
     if errors:
         for r in results:
             worst = Table(title=f"{r.name}: {errors} worst utterances", title_justify="left", show_lines=True)
@@ -72,3 +120,11 @@ def evaluate(
             out.print(worst)
     if any(r.failed for r in results):
         raise typer.Exit(1)
+
+
+def _matching_set(name: str, other: dict[str, dict]) -> dict | None:
+    """The other file's records of set `name`: the same name, else the only set with the same file name."""
+    if name in other:
+        return other[name]
+    same_file = [records for key, records in other.items() if Path(key).name == Path(name).name]
+    return same_file[0] if len(same_file) == 1 else None
