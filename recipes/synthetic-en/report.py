@@ -49,7 +49,44 @@ def main() -> int:
     for name in runs:
         if (work / name / "wer.json").exists():
             print(row(work, name))
+    comparison = pretraining_gain(work)
+    if comparison:
+        print()
+        print(comparison)
     return 0
+
+
+def pretraining_gain(work: Path, key: str = "test_espeak") -> str | None:
+    """The paper's claim on the target set: finetune-1h's WER against scratch-1h's, relative, with the paired
+    bootstrap interval of the difference when both runs wrote per-utterance records (`--utterances`)."""
+    runs = {}
+    for name in ("finetune-1h", "scratch-1h"):
+        path = work / name / "wer.json"
+        if not path.exists():
+            return None
+        sets = {Path(e["set"]).stem: e for e in json.loads(path.read_text())["sets"]}
+        if key not in sets:
+            return None
+        runs[name] = sets[key]
+    pretrained, scratch = runs["finetune-1h"]["wer"], runs["scratch-1h"]["wer"]
+    relative = (scratch - pretrained) / scratch if scratch else 0.0
+    line = (f"pretrain + finetune-1h vs scratch-1h on {key}: WER {pretrained:.1%} vs {scratch:.1%}, "
+            f"{relative:+.1%} relative (target: at least +30%)")
+    files = [work / name / "utterances.jsonl" for name in ("finetune-1h", "scratch-1h")]
+    if all(f.exists() for f in files):
+        from w2v2cli.scoring import paired_comparison
+
+        records = []
+        for f in files:
+            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            records.append({r["id"]: r for r in rows if Path(r["set"]).stem == key and not r.get("error")})
+        ids = sorted(set(records[0]) & set(records[1]))
+        if ids:
+            c = paired_comparison([records[0][i]["word_errors"] for i in ids],
+                                  [records[1][i]["word_errors"] for i in ids], [records[0][i]["words"] for i in ids])
+            line += (f"; difference {100 * c.difference:+.1f} points, 95% interval {100 * c.low:+.1f} to "
+                     f"{100 * c.high:+.1f} (paired bootstrap over {c.utterances} utterances)")
+    return line
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ for run in finetune-1h scratch-1h ship; do
   [ -f "$WORK/$run/model.safetensors" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
   stamp "evaluate $run"
   "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
-    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$HERE/../../sample_audio" --json --threads "$THREADS" > "$WORK/$run/wer.json.tmp"
+    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$HERE/../../sample_audio" --json \
+    --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
   mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
 done
 "$PYTHON" "$HERE/report.py" "$WORK" > "$WORK/results.md"
