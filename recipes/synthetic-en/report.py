@@ -1,4 +1,6 @@
-"""The recipe's results table (Markdown) from each run's `wer.json` (`w2v2 evaluate --json`) and `metrics.jsonl`.
+"""The recipe's results table (Markdown) from each run's `wer.json` (`w2v2 evaluate --json`) and `metrics.jsonl`:
+updates, training speed and training minutes per run (the ship row sums its four runs), WER / CER per set, and the
+pretrained-vs-scratch comparison on the held-out espeak-ng voices.
 
 Usage:
     python recipes/synthetic-en/report.py WORK_DIR [RUN ...]    (default runs: finetune-1h scratch-1h ship)
@@ -15,17 +17,42 @@ SET_NAMES = (("dev", "held-out sentences, training voices"), ("test", "held-out 
              ("sample_audio", "sample_audio/"))
 
 
-def training_figures(run: Path) -> tuple[int, float]:
-    """(updates, mean audio-seconds per second) of a run, from its metrics log."""
-    updates, speeds = 0, []
+# The embedded model's stage is four runs, each from the one before: its row sums their updates and time.
+RUN_PARTS = {"ship": ("ship-1", "ship-2", "ship-3", "ship")}
+# A gap between log records this many times the run's median gap is an interruption (a crash or a stopped
+# session, then a resume), counted as one median gap.
+INTERRUPTION = 10
+
+
+def training_figures(run: Path) -> tuple[int, float, float | None]:
+    """(updates, mean audio-seconds per second, training minutes or None) of a run, from its metrics log; the
+    minutes come from the records' wall-clock times (validation included, interruptions left out)."""
+    updates, speeds, times = 0, [], []
     path = run / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         record = json.loads(line)
+        if "time" in record:
+            times.append(record["time"])
         if "valid" in record or "audio_seconds_per_second" not in record:
             continue
         updates = record["update"]
         speeds.append(record["audio_seconds_per_second"])
-    return updates, sum(speeds) / len(speeds) if speeds else 0.0
+    minutes = None
+    if len(times) >= 2:
+        gaps = [b - a for a, b in zip(times, times[1:]) if b >= a]
+        median = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
+        minutes = sum(g if g <= INTERRUPTION * median else median for g in gaps) / 60
+    return updates, sum(speeds) / len(speeds) if speeds else 0.0, minutes
+
+
+def run_figures(work: Path, name: str) -> tuple[int, float, float | None]:
+    """training_figures summed over the runs that make up `name` (RUN_PARTS)."""
+    parts = [work / part for part in RUN_PARTS.get(name, (name,)) if (work / part).is_dir()]
+    figures = [training_figures(part) for part in parts] or [(0, 0.0, None)]
+    updates = sum(f[0] for f in figures)
+    speed = sum(f[0] * f[1] for f in figures) / updates if updates else 0.0
+    minutes = None if any(f[2] is None for f in figures) else sum(f[2] for f in figures)
+    return updates, speed, minutes
 
 
 def row(work: Path, name: str) -> str:
@@ -36,19 +63,27 @@ def row(work: Path, name: str) -> str:
             if Path(entry["set"]).stem == key or Path(entry["set"]).name == key:
                 by_set[key] = entry
     cells = [f"{by_set[k]['wer']:.1%} / {by_set[k]['cer']:.1%}" if k in by_set else "-" for k, _ in SET_NAMES]
-    updates, speed = training_figures(work / name)
-    return f"| {name} | {updates} | {speed:.0f} | " + " | ".join(cells) + " |"
+    updates, speed, minutes = run_figures(work, name)
+    took = f"{minutes:.0f}" if minutes is not None else "-"
+    return f"| {name} | {updates} | {speed:.0f} | {took} | " + " | ".join(cells) + " |"
 
 
 def main() -> int:
     work = Path(sys.argv[1])
     runs = sys.argv[2:] or ["finetune-1h", "scratch-1h", "ship"]
-    header = "| run | updates | audio-s/s | " + " | ".join(f"{label} WER / CER" for _, label in SET_NAMES) + " |"
+    header = "| run | updates | audio-s/s | minutes | " + " | ".join(f"{label} WER / CER" for _, label in SET_NAMES) + " |"
     print(header)
-    print("|" + " --- |" * (3 + len(SET_NAMES)))
+    print("|" + " --- |" * (4 + len(SET_NAMES)))
     for name in runs:
         if (work / name / "wer.json").exists():
             print(row(work, name))
+    print()
+    print("| stage | updates | training minutes |")
+    print("| --- | --- | --- |")
+    for name in ("pretrain", "finetune-1h", "scratch-1h", "ship"):
+        if any((work / part).is_dir() for part in RUN_PARTS.get(name, (name,))):
+            updates, _, minutes = run_figures(work, name)
+            print(f"| {name} | {updates} | {f'{minutes:.0f}' if minutes is not None else '-'} |")
     comparison = pretraining_gain(work)
     if comparison:
         print()

@@ -29,7 +29,8 @@ stamp() { echo "[$(date '+%F %T')] $*" >&2; }
 
 # 1-3. Text, speech, augmentation (make_corpus.py caches every file; its manifests are written last).
 # A corpus from before test's halves were written gets them from a rerun (15 s: every file is cached).
-want corpus && { [ -f "$C/test.jsonl" ] && [ -f "$C/test_espeak.jsonl" ] || { stamp corpus; "$PYTHON" "$HERE/make_corpus.py" "$C" --hours "$HOURS"; }; }
+want corpus && { [ -f "$C/test.jsonl" ] && [ -f "$C/test_espeak.jsonl" ] || {
+  stamp corpus; "$PYTHON" "$HERE/make_corpus.py" "$C" --hours "$HOURS"; }; }
 [ -f "$C/test.jsonl" ] || { echo "run.sh: no corpus in $C (run the corpus stage)" >&2; exit 2; }
 
 # 4. Self-supervised pretraining on all training audio (transcripts unused).

@@ -436,7 +436,8 @@ class Trainer:
                 elapsed = max(time.perf_counter() - interval_start, 1e-9)
                 record = {"update": update, **self._summarize(interval), "lr": lr,
                           "audio_seconds_per_second": interval_audio / self.sample_rate / elapsed,
-                          "skipped_files": skipped_files, "skipped_updates": skipped_updates}
+                          "skipped_files": skipped_files, "skipped_updates": skipped_updates,
+                          "time": round(time.time(), 1)}
                 if flops_per_audio_second and self.device.type == "cuda":
                     peak = self._peak_flops()
                     if peak:
@@ -448,7 +449,7 @@ class Trainer:
                     metrics.write(record)
                 if tensorboard:
                     for key, value in record.items():
-                        if key != "update" and isinstance(value, (int, float)):
+                        if key not in ("update", "time") and isinstance(value, (int, float)):
                             tensorboard.add_scalar(f"train/{key}", value, update)
                 self._emit("log", **record)
                 interval, interval_start, interval_audio = {}, time.perf_counter(), 0.0
@@ -458,7 +459,7 @@ class Trainer:
                 self.objective_after_validation(valid_results, inner)
                 for record in valid_results:
                     if metrics:
-                        metrics.write({"update": update, "valid": record})
+                        metrics.write({"update": update, "valid": record, "time": round(time.time(), 1)})
                     if tensorboard:
                         for key, value in record.items():
                             if isinstance(value, (int, float)) and key != "update":
