@@ -25,23 +25,28 @@ INTERRUPTION = 10
 
 
 def training_figures(run: Path) -> tuple[int, float, float | None]:
-    """(updates, mean audio-seconds per second, training minutes or None) of a run, from its metrics log; the
-    minutes come from the records' wall-clock times (validation included, interruptions left out)."""
-    updates, speeds, times = 0, [], []
+    """(updates, mean audio-seconds per second, training minutes or None) of a run, from its metrics log. The
+    minutes come from the records' wall-clock times (validation included, interruptions counted as a usual gap);
+    updates logged by a version that wrote no times are counted at the timed updates' median pace."""
+    updates, speeds, timed = 0, [], []
     path = run / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         record = json.loads(line)
         if "time" in record:
-            times.append(record["time"])
+            timed.append((record["update"], record["time"]))
         if "valid" in record or "audio_seconds_per_second" not in record:
             continue
         updates = record["update"]
         speeds.append(record["audio_seconds_per_second"])
     minutes = None
-    if len(times) >= 2:
-        gaps = [b - a for a, b in zip(times, times[1:]) if b >= a]
-        median = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
-        minutes = sum(g if g <= INTERRUPTION * median else median for g in gaps) / 60
+    pairs = [(b[1] - a[1], b[0] - a[0]) for a, b in zip(timed, timed[1:]) if b[1] >= a[1]]
+    if pairs:
+        gaps = sorted(gap for gap, _ in pairs)
+        median = gaps[len(gaps) // 2]
+        paces = sorted(gap / steps for gap, steps in pairs if steps > 0 and gap <= INTERRUPTION * median)
+        pace = paces[len(paces) // 2] if paces else 0.0
+        seconds = sum(gap if gap <= INTERRUPTION * median else median for gap, _ in pairs)
+        minutes = (seconds + timed[0][0] * pace) / 60  # the updates before the first timed record
     return updates, sum(speeds) / len(speeds) if speeds else 0.0, minutes
 
 
