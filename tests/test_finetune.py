@@ -229,6 +229,9 @@ def test_evaluate_utterances_file_interval_and_paired_comparison(labeled, tmp_pa
                           "--compare", tmp_path / "bad.jsonl"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "bad.jsonl" in bad.stderr
     assert "line 1" in bad.stderr
+    nowhere = runner.invoke(app, ["evaluate", "-m", str(models[0]), "--data", str(labeled),
+                                  "--utterances", str(tmp_path / "missing" / "u.jsonl")])
+    assert nowhere.exit_code == 2 and "missing" in nowhere.output
 
 
 def test_bootstrap_intervals():

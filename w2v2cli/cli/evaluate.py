@@ -47,6 +47,9 @@ def evaluate(
     if lm is not None:
         beam = True
     other = read_utterance_records(compare) if compare is not None else None
+    if utterances is not None and not utterances.parent.is_dir():
+        raise ConfigError(f"--utterances {utterances}: no folder {utterances.parent} to write it in")
+    write_error = None
     loaded = load_model(resolve_model(model), device=resolve_device(device))
     results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta,
                            precision=precision)
@@ -58,11 +61,12 @@ def evaluate(
             if item.error:
                 err.print(f"{item.path}: {item.error}", markup=False)
     if utterances is not None:
+        # Written before the rates are printed: a failure here still leaves them on stdout (below).
         try:
             with atomic_open(utterances) as f:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in utterance_records(results))
         except OSError as exc:
-            raise ConfigError(f"--utterances {utterances}: cannot write it ({exc.strerror or exc})") from None
+            write_error = f"--utterances {utterances}: cannot write it ({exc.strerror or exc})"
     comparisons = {}
     if other is not None:
         for r in results:
@@ -84,8 +88,7 @@ def evaluate(
                 entry["compare"] = {"file": str(compare), **comparisons[r.name].to_dict()}
             sets.append(entry)
         print(json.dumps({"model": str(model or "default"), "sets": sets}, ensure_ascii=False, indent=2))
-        if any(r.failed for r in results):
-            raise typer.Exit(1)
+        _finish(results, write_error)
         return
     out = Console(highlight=False)
     table = Table(title="evaluation", title_justify="left")
@@ -118,6 +121,14 @@ def evaluate(
             for u in r.worst(errors):
                 worst.add_row(u.id, f"{u.counts.word_errors}/{u.counts.words}", u.reference, u.hypothesis)
             out.print(worst)
+    _finish(results, write_error)
+
+
+def _finish(results, write_error: str | None) -> None:
+    """Exit status after the rates are out: 2 if the --utterances file could not be written, 1 if some audio
+    failed."""
+    if write_error:
+        raise ConfigError(write_error)
     if any(r.failed for r in results):
         raise typer.Exit(1)
 
