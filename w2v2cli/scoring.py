@@ -48,8 +48,13 @@ def _resample_sums(values, samples: int, seed: int):
     values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
     n = values.shape[1]
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])
-    return counts @ values.T  # (samples, rows)
+    sums = np.empty((samples, values.shape[0]))
+    chunk = max(1, 4_000_000 // max(n, 1))  # resamples per block: about 32 MB of counts, whatever the set's size
+    for start in range(0, samples, chunk):
+        block = range(start, min(start + chunk, samples))
+        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in block])
+        sums[start:start + len(block)] = counts @ values.T
+    return sums  # (samples, rows)
 
 
 def wer_interval(errors: list[int], words: list[int], level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
