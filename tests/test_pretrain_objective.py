@@ -9,7 +9,7 @@ from w2v2cli.config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
 from w2v2cli.errors import ConfigError
 from w2v2cli.model import build_model
 from w2v2cli.model.masks import padding_mask, sample_negatives, span_mask
-from w2v2cli.model.quantizer import GumbelQuantizer, Wav2Vec2ForPretraining
+from w2v2cli.model.quantizer import GumbelQuantizer, Wav2Vec2ForPretraining, mean_pairwise_cosine
 from w2v2cli.train.schedule import learning_rate
 
 
@@ -184,3 +184,32 @@ def test_bad_configs_are_one_line_errors():
         TrainConfig(max_tokens=1000, max_sample_size=2000)
     with pytest.raises(ConfigError, match="codevector_dim"):
         PretrainConfig(codevector_dim=255)
+
+
+def test_mean_pairwise_cosine_measures_collapse():
+    torch.manual_seed(3)
+    same = torch.randn(1, 16).repeat(50, 1) * torch.rand(50, 1)  # one direction, different lengths
+    assert abs(float(mean_pairwise_cosine(same)) - 1.0) < 1e-5
+    assert abs(float(mean_pairwise_cosine(torch.eye(8)))) < 1e-6  # orthogonal rows
+    opposite = torch.tensor([[1.0, 2.0], [-1.0, -2.0]])
+    assert abs(float(mean_pairwise_cosine(opposite)) + 1.0) < 1e-6
+    rows = torch.randn(40, 8)  # against the O(N^2) definition
+    u = torch.nn.functional.normalize(rows, dim=-1)
+    pairs = (u @ u.T)[~torch.eye(40, dtype=torch.bool)]
+    assert abs(float(mean_pairwise_cosine(rows)) - float(pairs.mean())) < 1e-5
+    assert float(mean_pairwise_cosine(torch.randn(1, 8))) == 0.0
+
+
+def test_collapsed_context_network_shows_in_context_cosine():
+    model = _pretraining_model().eval()
+    torch.manual_seed(4)
+    waves, lengths = torch.randn(2, 32000), torch.tensor([32000, 24000])
+    with torch.no_grad():
+        terms = model(waves, lengths)
+        assert float(terms.context_cosine) < 0.99
+        assert -1.0 <= float(terms.target_cosine) <= 1.0
+        # A context projection that ignores its input: every context vector is its bias.
+        model.head.final_proj.weight.zero_()
+        model.head.final_proj.bias.normal_()
+        collapsed = model(waves, lengths)
+    assert float(collapsed.context_cosine) > 0.9999

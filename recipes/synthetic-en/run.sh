@@ -24,6 +24,7 @@ for stage in $STAGES; do
 done
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
 C="$WORK/corpus"
 stamp() { echo "[$(date '+%F %T')] $*" >&2; }
 
@@ -78,7 +79,7 @@ for run in finetune-1h scratch-1h ship; do
   [ -f "$WORK/$run/model.safetensors" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
   stamp "evaluate $run"
   "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
-    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$HERE/../../sample_audio" --json \
+    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
     --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
   mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
 done

@@ -15,7 +15,8 @@ from ..errors import ConfigError
 # Figures shown per log line, in this order, with their format.
 SHOWN = (
     ("loss", "loss", ".3f"), ("accuracy", "acc", ".3f"), ("wer", "wer", ".3f"),
-    ("code_perplexity", "code_ppl", ".1f"), ("temperature", "temp", ".3f"), ("lr", "lr", ".2e"),
+    ("code_perplexity", "code_ppl", ".1f"), ("context_cosine", "ctx_cos", ".3f"), ("temperature", "temp", ".3f"),
+    ("lr", "lr", ".2e"),
     ("grad_norm", "gnorm", ".2f"), ("audio_seconds_per_second", "audio_s/s", ".1f"), ("mfu", "mfu", ".1%"),
     ("gpu_memory_gb", "gpu_gb", ".1f"),
 )

@@ -30,6 +30,17 @@ class GradMultiply(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
+def mean_pairwise_cosine(x: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity over pairs of distinct rows of x (N, D), in O(N D): near 1 when every row points
+    the same way. For the context vectors that is a collapsed context network, the usual form of pretraining's
+    chance plateau: the contrastive loss sits at ln(1 + K) because every candidate looks alike to every frame."""
+    n = x.shape[0]
+    if n < 2:
+        return x.new_zeros((), dtype=torch.float32)
+    total = F.normalize(x.float(), dim=-1).sum(0)  # sum_ij u_i . u_j = |sum_i u_i|^2, the diagonal adds n
+    return (total.dot(total) - n) / (n * (n - 1))
+
+
 def entropy_perplexity(probs: torch.Tensor) -> torch.Tensor:
     """Sum over groups of exp(entropy) of (G, V) distributions: G x V when every entry is used equally."""
     return torch.exp(-(probs * torch.log(probs + 1e-7)).sum(-1)).sum()
@@ -94,6 +105,8 @@ class PretrainTerms:
     code_perplexity: torch.Tensor
     prob_perplexity: torch.Tensor
     masked_fraction: torch.Tensor  # masked valid frames / valid frames
+    context_cosine: torch.Tensor  # mean cosine between the batch's context vectors (1: collapsed)
+    target_cosine: torch.Tensor  # the same between its quantized targets
 
 
 class PretrainingHead(nn.Module):
@@ -158,6 +171,7 @@ class Wav2Vec2ForPretraining(nn.Module):
             best = logits.argmax(-1)
             # Logits all equal (a collapsed model) count as wrong rather than as a lucky argmax of 0.
             correct = ((best == 0) & (logits.max(-1).values > logits.min(-1).values)).sum()
+            context_cosine, target_cosine = mean_pairwise_cosine(context), mean_pairwise_cosine(positives)
         entries = cfg.codebook_groups * cfg.codebook_entries
         diversity = (entries - q.prob_perplexity) / entries if len(logits) else q.prob_perplexity
         return PretrainTerms(
@@ -169,4 +183,6 @@ class Wav2Vec2ForPretraining(nn.Module):
             code_perplexity=q.code_perplexity.detach(),
             prob_perplexity=q.prob_perplexity.detach(),
             masked_fraction=masked_fraction,
+            context_cosine=context_cosine,
+            target_cosine=target_cosine,
         )

@@ -62,6 +62,8 @@ class PretrainObjective:
             "code_perplexity": terms.code_perplexity,
             "prob_perplexity": terms.prob_perplexity,
             "masked_fraction": terms.masked_fraction,
+            "context_cosine": terms.context_cosine,
+            "target_cosine": terms.target_cosine,
             "batches": 1.0,
         }
         return StepResult(loss, float(n), sums)
@@ -79,6 +81,8 @@ class PretrainObjective:
             "code_perplexity": sums.get("code_perplexity", 0.0) / batches,
             "prob_perplexity": sums.get("prob_perplexity", 0.0) / batches,
             "masked_fraction": sums.get("masked_fraction", 0.0) / batches,
+            "context_cosine": sums.get("context_cosine", 0.0) / batches,
+            "target_cosine": sums.get("target_cosine", 0.0) / batches,
             "temperature": self.temperature,
         }
 
