@@ -28,13 +28,15 @@ import tempfile
 
 import torch
 
-from w2v2cli.config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
+from w2v2cli.config import PRESETS, PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
 from w2v2cli.data import read_source
+from w2v2cli.errors import W2V2Error
 from w2v2cli.io.audio import load_audio
 from w2v2cli.io.hf import hf_config
 from w2v2cli.model import build_model
 from w2v2cli.model.quantizer import mean_pairwise_cosine
 from w2v2cli.train import pretrain
+from w2v2cli.train.schedule import learning_rate
 
 FIELDS = ("update", "contrastive", "chance", "accuracy", "context_cosine", "target_cosine", "grad_norm", "lr")
 
@@ -60,13 +62,7 @@ def emit(record: dict) -> None:
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}), flush=True)
 
 
-def run_w2v2(args, overrides: dict, chance: float) -> None:
-    train_cfg = TrainConfig(
-        max_updates=args.updates, max_tokens=args.batch_samples, max_sample_size=args.crop_samples,
-        min_sample_size=args.crop_samples // 3, update_freq=args.update_freq, lr=args.lr, warmup=args.warmup,
-        log_every=args.log_every, save_every=10**9, valid_every=10**9, num_workers=1, device="cpu", seed=args.seed,
-    )
-
+def run_w2v2(args, train_cfg: TrainConfig, pcfg: PretrainConfig, overrides: dict, chance: float) -> None:
     def on_event(event: dict) -> None:
         if event.get("event") == "log":
             emit({"implementation": "w2v2", "chance": chance,
@@ -77,18 +73,19 @@ def run_w2v2(args, overrides: dict, chance: float) -> None:
                  on_event=on_event)
 
 
-def run_transformers(args, overrides: dict, chance: float) -> None:
-    """The same sizes and schedule in transformers: batches of equal-length random crops (no padding, so its
-    group-norm model needs no attention mask), its own span masks and distractors."""
+def run_transformers(args, train_cfg: TrainConfig, pcfg: PretrainConfig, overrides: dict, chance: float) -> None:
+    """The same sizes, optimizer and LR schedule in transformers: batches of equal-length random crops (no padding,
+    so its group-norm model needs no attention mask), its own span masks and distractors."""
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
     if set(overrides) - {"mask_prob", "mask_length", "num_negatives", "target_dropout"}:
         raise SystemExit("pretrain_probe.py: the transformers run takes --set mask_prob, mask_length, "
                          "num_negatives and target_dropout only")
-    pcfg = PRETRAIN_PRESETS.get(args.config, PRETRAIN_PRESETS["base"]).replace(**overrides)
+    sizes = {k: v for k, v in hf_config(build_model(preset(args.config))).items()
+             if k not in ("architectures", "model_type")}
     config = Wav2Vec2Config(
-        **{k: v for k, v in hf_config(build_model(preset(args.config))).items() if k not in ("architectures", "model_type")},
+        **sizes,
         codevector_dim=pcfg.codevector_dim, proj_codevector_dim=pcfg.final_dim, num_negatives=pcfg.num_negatives,
         num_codevector_groups=pcfg.codebook_groups, num_codevectors_per_group=pcfg.codebook_entries,
         contrastive_logits_temperature=pcfg.logit_temp, diversity_loss_weight=pcfg.diversity_weight,
@@ -98,16 +95,16 @@ def run_transformers(args, overrides: dict, chance: float) -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     model = Wav2Vec2ForPreTraining(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, eps=train_cfg.eps,
+                                  weight_decay=train_cfg.weight_decay)
     crop = args.crop_samples
     pool = [u for u in read_source(args.train).utterances if u.num_samples >= crop]
     if not pool:
         raise SystemExit(f"pretrain_probe.py: {args.train}: no utterance of {crop} samples or more")
     per_batch = max(1, args.batch_samples // crop)
-    warmup = max(1, round(args.warmup * args.updates))
     frames = int(model._get_feat_extract_output_lengths(crop))
     for update in range(1, args.updates + 1):
-        lr = args.lr * (update / warmup if update <= warmup else (args.updates - update) / max(1, args.updates - warmup))
+        lr = learning_rate(update - 1, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.set_gumbel_temperature(pcfg.temperature(update))
@@ -132,7 +129,7 @@ def run_transformers(args, overrides: dict, chance: float) -> None:
                 sums["context_cosine"] += float(mean_pairwise_cosine(out.projected_states[mask])) / args.update_freq
                 sums["target_cosine"] += float(
                     mean_pairwise_cosine(out.projected_quantized_states[mask])) / args.update_freq
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm))
         optimizer.step()
         if update % args.log_every == 0 or update == args.updates:
             emit({"implementation": "transformers", "update": update, "chance": chance,
@@ -143,7 +140,7 @@ def run_transformers(args, overrides: dict, chance: float) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", help="unlabeled audio: a manifest or a folder")
-    parser.add_argument("--config", default="tiny", help="model preset (tiny, small, base, ...)")
+    parser.add_argument("--config", default="tiny", choices=tuple(PRESETS), help="model preset")
     parser.add_argument("--implementation", choices=("w2v2", "transformers"), default="w2v2")
     parser.add_argument("--updates", type=int, default=150)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -160,9 +157,19 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.overrides)
-    negatives = overrides.get("num_negatives", PRETRAIN_PRESETS.get(args.config, PRETRAIN_PRESETS["base"]).num_negatives)
-    chance = math.log(1 + negatives)
-    (run_transformers if args.implementation == "transformers" else run_w2v2)(args, overrides, chance)
+    try:
+        # The settings `w2v2 pretrain --config` would use, so that both implementations run the same ones.
+        pcfg = PRETRAIN_PRESETS.get(args.config, PretrainConfig()).replace(**overrides)
+        train_cfg = TrainConfig(
+            max_updates=args.updates, max_tokens=args.batch_samples, max_sample_size=args.crop_samples,
+            min_sample_size=args.crop_samples // 3, update_freq=args.update_freq, lr=args.lr, warmup=args.warmup,
+            log_every=args.log_every, save_every=10**9, valid_every=10**9, num_workers=1, device="cpu",
+            seed=args.seed,
+        )
+        run = run_transformers if args.implementation == "transformers" else run_w2v2
+        run(args, train_cfg, pcfg, overrides, math.log(1 + pcfg.num_negatives))
+    except W2V2Error as exc:
+        raise SystemExit(f"pretrain_probe.py: {exc}") from None
 
 
 if __name__ == "__main__":
