@@ -11,7 +11,7 @@ temporary folder and runs the real `pretrain` (data loading, masking, quantizer,
 fairseq's BASE batch (--max-tokens 1.4M samples) unless told otherwise. With --objective finetune it runs
 `finetune` (CTC, random 15-characters-per-second transcripts, no frozen-encoder phase, so the whole
 Transformer trains as in the steady state of a real run) from a randomly initialized encoder whose CNN stays
-frozen, as a pretrained one's does. Throughput is read from metrics.jsonl,
+frozen, as a pretrained one's does (--train-feature-encoder trains it too). Throughput is read from metrics.jsonl,
 leaving out the first log interval (start-up, allocator and kernel warm-up). MFU = training FLOPs per audio
 second (3 x forward, counted from the config in w2v2cli/train/flops.py) x audio seconds per second / peak
 dense bf16 FLOPs of the device.
@@ -80,6 +80,8 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--train-feature-encoder", action="store_true",
+                        help="finetune: train the CNN too, as the embedded model's runs from scratch do")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
 
@@ -98,11 +100,11 @@ def main():
         if args.objective == "pretrain":
             summary = pretrain(data, Path(tmp) / "run", config=args.config, train_config=cfg)
         else:
-            tune = FinetuneConfig(freeze_updates=0)
+            tune = FinetuneConfig(freeze_updates=0, train_feature_encoder=args.train_feature_encoder)
             cfg = cfg.replace(max_sample_size=args.max_tokens, min_sample_size=0, schedule="tri_stage",
                               hold=0.4, lr=5e-5)
-            # A saved random encoder stands in for a pretrained one: its CNN stays frozen, as in real fine-tuning
-            # (--init scratch would train the CNN too).
+            # A saved random encoder stands in for a pretrained one: its CNN stays frozen, as in real fine-tuning,
+            # unless --train-feature-encoder (as with --init scratch, and the embedded model's later runs).
             init = save_model(build_model(preset(args.config)), Path(tmp) / "init.safetensors")
             summary = finetune(data / "train.jsonl", Path(tmp) / "run", init=init, train_config=cfg,
                                finetune_config=tune)
@@ -117,8 +119,11 @@ def main():
     on_gpu = torch.cuda.is_available() and args.device != "cpu"
     device = torch.cuda.get_device_name(0) if on_gpu else cpu_name()
     result = {
-        "objective": args.objective, "config": args.config, "device": device, "devices": world, "threads": torch.get_num_threads(),
-        "max_tokens": args.max_tokens, "updates": args.updates, "precision": resolve_precision(args.precision, torch.device("cuda" if on_gpu else "cpu")),
+        "objective": args.objective, "config": args.config,
+        "train_feature_encoder": args.objective == "finetune" and args.train_feature_encoder,
+        "device": device, "devices": world, "threads": torch.get_num_threads(),
+        "max_tokens": args.max_tokens, "updates": args.updates,
+        "precision": resolve_precision(args.precision, torch.device("cuda" if on_gpu else "cpu")),
         "audio_seconds_per_second_per_device": round(per_device, 2),
         "train_gflop_per_audio_second": round(flops / 1e9, 2),
         "achieved_tflops_per_device": round(per_device * flops / 1e12, 3),

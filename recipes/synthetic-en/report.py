@@ -1,5 +1,5 @@
 """The recipe's results table (Markdown) from each run's `wer.json` (`w2v2 evaluate --json`) and `metrics.jsonl`:
-updates, training speed and training minutes per run (the ship row sums its four runs), WER / CER per set, and the
+updates, training speed and training minutes per run (the ship row sums its five runs), WER / CER per set, and the
 pretrained-vs-scratch comparison on the held-out espeak-ng voices.
 
 Usage:
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 SET_NAMES = (("dev", "held-out sentences, training voices"), ("test", "held-out sentences and voices"),
@@ -17,8 +18,8 @@ SET_NAMES = (("dev", "held-out sentences, training voices"), ("test", "held-out 
              ("sample_audio", "sample_audio/"))
 
 
-# The embedded model's stage is four runs, each from the one before: its row sums their updates and time.
-RUN_PARTS = {"ship": ("ship-1", "ship-2", "ship-3", "ship")}
+# The embedded model's stage is five runs, each from the one before: its row sums their updates and time.
+RUN_PARTS = {"ship": ("ship-1", "ship-2", "ship-3", "ship-4", "ship")}
 # A gap between log records this many times the run's median gap is an interruption (a crash or a stopped
 # session, then a resume), counted as one median gap.
 INTERRUPTION = 10
@@ -39,7 +40,7 @@ def training_figures(run: Path) -> tuple[int, float, float | None]:
         updates = record["update"]
         speeds.append(record["audio_seconds_per_second"])
     minutes = None
-    pairs = [(b[1] - a[1], b[0] - a[0]) for a, b in zip(timed, timed[1:]) if b[1] >= a[1]]
+    pairs = [(b[1] - a[1], b[0] - a[0]) for a, b in pairwise(timed) if b[1] >= a[1]]
     if pairs:
         gaps = sorted(gap for gap, _ in pairs)
         median = gaps[len(gaps) // 2]
@@ -76,7 +77,8 @@ def row(work: Path, name: str) -> str:
 def main() -> int:
     work = Path(sys.argv[1])
     runs = sys.argv[2:] or ["finetune-1h", "scratch-1h", "ship"]
-    header = "| run | updates | audio-s/s | minutes | " + " | ".join(f"{label} WER / CER" for _, label in SET_NAMES) + " |"
+    sets = " | ".join(f"{label} WER / CER" for _, label in SET_NAMES)
+    header = f"| run | updates | audio-s/s | minutes | {sets} |"
     print(header)
     print("|" + " --- |" * (4 + len(SET_NAMES)))
     for name in runs:
