@@ -210,3 +210,24 @@ def test_pretraining_continues_from_a_written_model(tmp_path):
     head_a, config_a = load_pretraining_head(first["model"])
     head_b, config_b = load_pretraining_head(second["model"])
     assert config_a == config_b and head_a.keys() == head_b.keys()
+
+
+def test_a_seeded_subset_bootstraps_and_the_full_data_continues_from_it(tmp_path):
+    """`--minutes`: the bootstrap run trains on the seeded subset it lists in train_subset.jsonl (the same
+    selection every time); the continuation on all the audio starts from its weights and head."""
+    cfg = TrainConfig(max_updates=2, **SMALL)
+    first = pretrain(SPEECH, tmp_path / "boot", config="tiny", train_config=cfg, hours=4.5 / 3600)
+    listed = [json.loads(line) for line in (tmp_path / "boot" / "train_subset.jsonl").read_text().splitlines()]
+    assert len(listed) == 1 and 3.0 <= listed[0]["duration"] <= 5.0
+    again = pretrain(SPEECH, tmp_path / "again", config="tiny", train_config=cfg, hours=4.5 / 3600)
+    listed_again = (tmp_path / "again" / "train_subset.jsonl").read_text()
+    assert listed_again == (tmp_path / "boot" / "train_subset.jsonl").read_text()
+    assert again["update"] == first["update"] == 2
+    full = pretrain(SPEECH, tmp_path / "full", init=first["model"], train_config=cfg)
+    assert full["update"] == 2 and not (tmp_path / "full" / "train_subset.jsonl").exists()
+    both = cli(*cli_args(tmp_path / "x", 1), "--hours", 1, "--minutes", 1)
+    assert both.returncode == 2 and "not both" in both.stderr and "Traceback" not in both.stderr
+    zero = cli(*cli_args(tmp_path / "y", 1), "--minutes", 0)
+    assert zero.returncode == 2 and "--minutes" in zero.stderr and len(zero.stderr.strip().splitlines()) == 1
+    too_much = cli(*cli_args(tmp_path / "z", 1), "--hours", 5)
+    assert too_much.returncode == 2 and "--hours 5" in too_much.stderr and not (tmp_path / "z" / "checkpoints").exists()

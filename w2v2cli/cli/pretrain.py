@@ -26,6 +26,9 @@ def pretrain(
     valid: list[str] = typer.Option([], "--valid", help="Validation data, same formats (repeatable)."),
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
     init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
+    hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
+    minutes: float = typer.Option(None, "--minutes", help="The same in minutes (--minutes 3: a bootstrap run "
+                                                          "that leaves the chance plateau, see README)."),
     max_updates: int = typer.Option(_T.max_updates, "--max-updates", help="Updates to train for."),
     schedule_updates: int = typer.Option(None, "--schedule-updates",
                                          help="Lay the LR schedule out over this many updates (default: "
@@ -70,6 +73,12 @@ def pretrain(
 
     if config is not None and config not in PRESETS:
         raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
+    if hours is not None and minutes is not None:
+        raise ConfigError("give --hours or --minutes, not both")
+    if minutes is not None:
+        hours = minutes / 60
+    if hours is not None and hours <= 0:
+        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
     if tensorboard:
         tensorboard_available()
     set_threads(threads)
@@ -87,6 +96,6 @@ def pretrain(
         overrides["num_negatives"] = num_negatives
     with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
         summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
-                               pretrain_overrides=overrides, on_event=display)
+                               pretrain_overrides=overrides, on_event=display, hours=hours)
     if is_main_process():
         print(json.dumps({k: summary[k] for k in ("model", "update", "skipped_files", "skipped_updates", "world_size", "ranks_in_sync")}))

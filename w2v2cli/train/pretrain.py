@@ -9,12 +9,15 @@ from pathlib import Path
 import torch
 
 from ..config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
-from ..data import read_source
+from ..data import DataSource, read_source
+from ..data.subset import select_hours, write_manifest
 from ..errors import ConfigError
 from ..io.checkpoint import load_model, load_pretraining_head
 from ..model import Wav2Vec2, build_model
 from .objectives import PretrainObjective
 from .trainer import Trainer, check_output_dir
+
+SUBSET_FILE = "train_subset.jsonl"
 
 
 def encoder_only(model: Wav2Vec2) -> Wav2Vec2:
@@ -36,20 +39,33 @@ def pretrain(
     train_config: TrainConfig | None = None,
     pretrain_overrides: dict | None = None,
     on_event: Callable[[dict], None] | None = None,
+    hours: float | None = None,
 ) -> dict:
     """Pretrain a model on unlabeled audio; returns the run's summary (final update, model path, validation).
 
     `config` names a preset for a new model; `init` continues from a model file or Hugging Face folder (its
-    pretraining head too when the file has one). Rerunning with the same `output` resumes the run.
+    pretraining head too when the file has one). `hours` trains on a seeded subset of the training audio (the
+    same selection as `finetune --hours`, written to OUTPUT/train_subset.jsonl): a few minutes of audio are how
+    a small model leaves the contrastive chance plateau before it continues on everything (`--init`).
+    Rerunning with the same `output` resumes the run.
     """
     cfg = train_config or TrainConfig()
     if config is not None and init is not None:
         raise ConfigError("give either --config (a new model) or --init (continue from a model), not both")
+    if hours is not None and hours <= 0:
+        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
     output = Path(output)
     # Everything a user can get wrong is checked before any work.
     train_source = read_source(train)
     valid_sources = [read_source(v) for v in valid]
     check_output_dir(output)
+    if hours is not None:
+        chosen = select_hours(train_source.utterances, hours, cfg.seed)
+        write_manifest(chosen, output / SUBSET_FILE)
+        train_source = DataSource(train_source.name, chosen, train_source.problems)
+        if on_event is not None:
+            on_event({"event": "subset", "utterances": len(chosen), "path": str(output / SUBSET_FILE),
+                      "hours": sum(u.num_samples for u in chosen) / 16000 / 3600})
 
     head_state = None
     if init is not None:
