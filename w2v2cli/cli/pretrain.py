@@ -27,8 +27,8 @@ def pretrain(
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
     init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
     hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
-    minutes: float = typer.Option(None, "--minutes", help="The same in minutes (--minutes 3: a bootstrap run "
-                                                          "that leaves the chance plateau, see README)."),
+    minutes: float = typer.Option(None, "--minutes", help="The same in minutes (a short bootstrap run on a "
+                                                          "few utterances, see README)."),
     max_updates: int = typer.Option(_T.max_updates, "--max-updates", help="Updates to train for."),
     schedule_updates: int = typer.Option(None, "--schedule-updates",
                                          help="Lay the LR schedule out over this many updates (default: "

@@ -13,6 +13,9 @@ from ..io.atomic import atomic_open
 from .sources import Utterance
 
 
+SUBSET_FILE = "train_subset.jsonl"  # where `finetune --hours` and `pretrain --hours` list the chosen utterances
+
+
 def select_hours(utterances: list[Utterance], hours: float, seed: int, sample_rate: int = 16000) -> list[Utterance]:
     """A seeded subset totalling `hours` (within 1% or one utterance), spread evenly over speakers.
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import FinetuneConfig, TrainConfig, preset, recipe_for_hours
 from ..data import DataSource, Utterance, read_source
-from ..data.subset import select_hours, write_manifest
+from ..data.subset import SUBSET_FILE, select_hours, write_manifest
 from ..errors import ConfigError
 from ..io.checkpoint import load_model
 from ..model import Wav2Vec2, build_model
@@ -21,8 +21,6 @@ from ..model.masks import frame_lengths as stack_frame_lengths
 from ..text import Vocabulary, encode_transcript, training_characters
 from .objectives import CtcObjective
 from .trainer import Trainer, check_output_dir
-
-SUBSET_FILE = "train_subset.jsonl"
 
 
 def recipe_defaults(hours: float, world_size: int | None = None) -> tuple[TrainConfig, FinetuneConfig]:

@@ -10,14 +10,12 @@ import torch
 
 from ..config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
 from ..data import DataSource, read_source
-from ..data.subset import select_hours, write_manifest
+from ..data.subset import SUBSET_FILE, select_hours, write_manifest
 from ..errors import ConfigError
 from ..io.checkpoint import load_model, load_pretraining_head
 from ..model import Wav2Vec2, build_model
 from .objectives import PretrainObjective
 from .trainer import Trainer, check_output_dir
-
-SUBSET_FILE = "train_subset.jsonl"
 
 
 def encoder_only(model: Wav2Vec2) -> Wav2Vec2:
@@ -45,8 +43,9 @@ def pretrain(
 
     `config` names a preset for a new model; `init` continues from a model file or Hugging Face folder (its
     pretraining head too when the file has one). `hours` trains on a seeded subset of the training audio (the
-    same selection as `finetune --hours`, written to OUTPUT/train_subset.jsonl): a few minutes of audio are how
-    a small model leaves the contrastive chance plateau before it continues on everything (`--init`).
+    same selection as `finetune --hours`, written to OUTPUT/train_subset.jsonl): a few utterances can take a
+    model off the contrastive chance plateau by memorizing them before a second run continues on everything
+    (`--init`).
     Rerunning with the same `output` resumes the run.
     """
     cfg = train_config or TrainConfig()
