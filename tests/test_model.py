@@ -132,6 +132,13 @@ def test_base_preset_size():
     assert 94e6 < model.num_parameters() < 96e6
 
 
+def test_small_preln_is_small_with_a_pre_ln_transformer():
+    small, preln = preset("small"), preset("small-preln")
+    assert preln.layer_norm_first and not small.layer_norm_first
+    assert preln.replace(layer_norm_first=False) == small
+    assert build_model(preln).num_parameters() == build_model(small).num_parameters()
+
+
 @pytest.mark.parametrize("name", ["large", "large-lv60"])
 def test_large_presets_are_about_317m(name):
     with torch.device("meta"):

@@ -1,5 +1,5 @@
-"""recipes/synthetic-en/report.py: training figures per run from metrics.jsonl, summed over the five runs of the
-embedded model's stage, with interruptions counted as a usual gap."""
+"""recipes/synthetic-en/report.py: training figures per run from metrics.jsonl, with interruptions counted as a
+usual gap."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def write_metrics(run: Path, updates: int, seconds_per_update: float, speed: flo
 
 def test_one_run_counts_its_updates_speed_and_minutes(report, tmp_path):
     write_metrics(tmp_path / "scratch-1h", updates=100, seconds_per_update=3.0, speed=27.0)
-    updates, speed, minutes = report.run_figures(tmp_path, "scratch-1h")
+    updates, speed, minutes = report.training_figures(tmp_path / "scratch-1h")
     assert updates == 100 and speed == pytest.approx(27.0)
     # 9 gaps of 30 s between the records, the 30 s before the first one, and the 1 s validation record.
     assert minutes == pytest.approx((10 * 30 + 1) / 60)
@@ -46,21 +46,5 @@ def test_one_run_counts_its_updates_speed_and_minutes(report, tmp_path):
 def test_an_interruption_counts_as_a_usual_gap(report, tmp_path):
     write_metrics(tmp_path / "a", updates=200, seconds_per_update=3.0, speed=27.0)
     write_metrics(tmp_path / "b", updates=200, seconds_per_update=3.0, speed=27.0, pause_after=100)
-    assert report.run_figures(tmp_path, "b")[2] == pytest.approx(report.run_figures(tmp_path, "a")[2])
+    assert report.training_figures(tmp_path / "b")[2] == pytest.approx(report.training_figures(tmp_path / "a")[2])
 
-
-def test_the_ship_stage_sums_its_five_runs(report, tmp_path):
-    parts = {"ship-1": (320, 21.0), "ship-2": (620, 21.0), "ship-3": (1400, 21.0), "ship-4": (900, 21.0),
-             "ship": (2000, 28.0)}
-    for name, (updates, speed) in parts.items():
-        write_metrics(tmp_path / name, updates=updates, seconds_per_update=80 / speed, speed=speed)
-    updates, speed, minutes = report.run_figures(tmp_path, "ship")
-    assert updates == 5240
-    assert speed == pytest.approx((3240 * 21.0 + 2000 * 28.0) / 5240)
-    alone = sum(report.run_figures(tmp_path, name)[2] for name in parts if name != "ship") + \
-        report.training_figures(tmp_path / "ship")[2]
-    assert minutes == pytest.approx(alone)
-    # A missing part leaves it out of the sum rather than failing.
-    (tmp_path / "ship-2" / "metrics.jsonl").unlink()
-    (tmp_path / "ship-2").rmdir()
-    assert report.run_figures(tmp_path, "ship")[0] == 5240 - 620

@@ -1,5 +1,5 @@
-"""recipes/synthetic-en/run.sh with a stand-in for `w2v2`: the embedded model's five runs in order, each from the
-one before, a four-run work folder moved into the five-run layout once, and bad settings as one-line errors."""
+"""recipes/synthetic-en/run.sh with a stand-in for `w2v2`: the embedded model's one run from scratch with the
+pre-LN config, an older recipe's last run moved out of its way once, and bad settings as one-line errors."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 RUN = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "run.sh"
 
 STUB = """#!/usr/bin/env bash
-out=""; init=""; precision=""
+out=""; init=""; precision=""; config=""
 while [ $# -gt 0 ]; do
-  case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; esac
+  case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; esac
   shift
 done
-echo "$init -> $out ${precision:-default}" >> "$CALLS"
+echo "$init $config -> $out ${precision:-default}" >> "$CALLS"
 mkdir -p "$out" && touch "$out/model.safetensors"
 """
 
@@ -43,33 +43,34 @@ def calls(work: Path) -> list[str]:
     return (work / "calls").read_text().replace(str(work / "w") + "/", "").splitlines()
 
 
-def test_the_ship_stage_runs_five_runs_each_from_the_one_before(work):
+def test_the_ship_stage_is_one_run_from_scratch_with_the_pre_ln_config(work):
     result = run(work, "ship")
     assert result.returncode == 0, result.stderr
-    assert calls(work) == [
-        "scratch -> ship-1 default",
-        "ship-1/model.safetensors -> ship-2 default",
-        "ship-2/model.safetensors -> ship-3 default",
-        "ship-3/model.safetensors -> ship-4 default",
-        "ship-4/model.safetensors -> ship bf16",
-    ]
-    assert run(work, "ship", SHIP_PRECISION="fp32").returncode == 0
-    assert calls(work)[-1] == "ship-4/model.safetensors -> ship fp32"
+    assert calls(work) == ["scratch small-preln -> ship bf16"]
+    assert (work / "w" / "ship" / ".one-run").exists()
+    # Rerunning resumes the same folder (the trainer resumes from its checkpoints); the knobs reach the command.
+    result = run(work, "ship", SHIP_PRECISION="fp32", SHIP_CONFIG="small")
+    assert result.returncode == 0 and "moving" not in result.stderr
+    assert calls(work)[-1] == "scratch small -> ship fp32"
 
 
-def test_a_four_run_work_folder_moves_its_last_run_to_ship_4_once(work):
+def test_an_older_recipes_ship_folder_moves_to_ship_old_once(work):
     old = work / "w" / "ship"
     old.mkdir()
-    (old / "checkpoint-of-run-4").touch()
+    (old / "checkpoint-of-run-5").touch()
     result = run(work, "ship")
     assert result.returncode == 0, result.stderr
-    assert "moving the four-run recipe's last run to ship-4" in result.stderr
-    assert (work / "w" / "ship-4" / "checkpoint-of-run-4").exists()
-    assert not (work / "w" / "ship" / "checkpoint-of-run-4").exists()
-    # A rerun leaves the five-run layout as it is.
+    assert "moving the older recipe's last run to ship-old" in result.stderr
+    assert (work / "w" / "ship-old" / "checkpoint-of-run-5").exists()
+    assert not (work / "w" / "ship" / "checkpoint-of-run-5").exists()
     result = run(work, "ship")
     assert result.returncode == 0 and "moving" not in result.stderr
-    assert (work / "w" / "ship-4" / "checkpoint-of-run-4").exists()
+    # An older ship/ while ship-old/ is taken: one line, nothing run, nothing moved.
+    (work / "w" / "ship" / ".one-run").unlink()
+    before = len(calls(work))
+    result = run(work, "ship")
+    assert result.returncode == 2 and "ship-old exists" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and len(calls(work)) == before
 
 
 def test_bad_settings_stop_with_one_line(work):

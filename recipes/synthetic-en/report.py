@@ -1,6 +1,6 @@
 """The recipe's results table (Markdown) from each run's `wer.json` (`w2v2 evaluate --json`) and `metrics.jsonl`:
-updates, training speed and training minutes per run (the ship row sums its five runs), WER / CER per set, and the
-pretrained-vs-scratch comparison on the held-out espeak-ng voices.
+updates, training speed and training minutes per run, WER / CER per set, and the pretrained-vs-scratch comparison
+on the held-out espeak-ng voices.
 
 Usage:
     python recipes/synthetic-en/report.py WORK_DIR [RUN ...]    (default runs: finetune-1h scratch-1h ship)
@@ -17,9 +17,6 @@ SET_NAMES = (("dev", "held-out sentences, training voices"), ("test", "held-out 
              ("test_espeak", "test: held-out espeak-ng voices"), ("test_slt", "test: flite slt"),
              ("sample_audio", "sample_audio/"))
 
-
-# The embedded model's stage is five runs, each from the one before: its row sums their updates and time.
-RUN_PARTS = {"ship": ("ship-1", "ship-2", "ship-3", "ship-4", "ship")}
 # A gap between log records this many times the run's median gap is an interruption (a crash or a stopped
 # session, then a resume), counted as one median gap.
 INTERRUPTION = 10
@@ -51,16 +48,6 @@ def training_figures(run: Path) -> tuple[int, float, float | None]:
     return updates, sum(speeds) / len(speeds) if speeds else 0.0, minutes
 
 
-def run_figures(work: Path, name: str) -> tuple[int, float, float | None]:
-    """training_figures summed over the runs that make up `name` (RUN_PARTS)."""
-    parts = [work / part for part in RUN_PARTS.get(name, (name,)) if (work / part).is_dir()]
-    figures = [training_figures(part) for part in parts] or [(0, 0.0, None)]
-    updates = sum(f[0] for f in figures)
-    speed = sum(f[0] * f[1] for f in figures) / updates if updates else 0.0
-    minutes = None if any(f[2] is None for f in figures) else sum(f[2] for f in figures)
-    return updates, speed, minutes
-
-
 def row(work: Path, name: str) -> str:
     result = json.loads((work / name / "wer.json").read_text())
     by_set = {}
@@ -69,7 +56,7 @@ def row(work: Path, name: str) -> str:
             if Path(entry["set"]).stem == key or Path(entry["set"]).name == key:
                 by_set[key] = entry
     cells = [f"{by_set[k]['wer']:.1%} / {by_set[k]['cer']:.1%}" if k in by_set else "-" for k, _ in SET_NAMES]
-    updates, speed, minutes = run_figures(work, name)
+    updates, speed, minutes = training_figures(work / name)
     took = f"{minutes:.0f}" if minutes is not None else "-"
     return f"| {name} | {updates} | {speed:.0f} | {took} | " + " | ".join(cells) + " |"
 
@@ -88,8 +75,8 @@ def main() -> int:
     print("| stage | updates | training minutes |")
     print("| --- | --- | --- |")
     for name in ("pretrain", "finetune-1h", "scratch-1h", "ship"):
-        if any((work / part).is_dir() for part in RUN_PARTS.get(name, (name,))):
-            updates, _, minutes = run_figures(work, name)
+        if (work / name).is_dir():
+            updates, _, minutes = training_figures(work / name)
             print(f"| {name} | {updates} | {f'{minutes:.0f}' if minutes is not None else '-'} |")
     comparison = pretraining_gain(work)
     if comparison:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import FinetuneConfig, TrainConfig, preset, recipe_for_hours
+from ..config import PRESETS, FinetuneConfig, TrainConfig, preset, recipe_for_hours
 from ..data import DataSource, Utterance, read_source
 from ..data.subset import SUBSET_FILE, select_hours, write_manifest
 from ..errors import ConfigError
@@ -119,7 +119,7 @@ def finetune(
     if init is None:
         raise ConfigError("--init is required: a pretrained model, a Hugging Face folder, or scratch with --config")
     if str(init) == "scratch" and config is None:
-        raise ConfigError("--init scratch needs --config (tiny, base, large, large-lv60)")
+        raise ConfigError(f"--init scratch needs --config ({', '.join(PRESETS)})")
     if str(init) != "scratch" and config is not None:
         raise ConfigError("--config only goes with --init scratch; a model's config comes with the model")
     if hours is not None and hours <= 0:
