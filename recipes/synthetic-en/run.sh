@@ -54,8 +54,8 @@ stamp scratch-1h; "$W2V2" finetune --init scratch --config "$CONFIG" --output "$
   --freeze-updates 0 "${FT[@]}"; }
 
 # The embedded model: CTC from scratch on every training transcript (the 1-hour runs above are the paper's
-# comparison), one run of the pre-LN config SHIP_CONFIG, which learns from scratch much faster than post-LN.
-# Small batches (20 s: on this CPU a step costs less per audio-second than an 80 s one, and more updates is what
+# comparison), one run of SHIP_CONFIG (`small` with a pre-LN Transformer, which leaves CTC's blank-only start
+# sooner; post-LN catches up by about update 1,000). Small batches (20 s: on this CPU a step costs less per audio-second than an 80 s one, and more updates is what
 # an underfitting model needs) at LR 2e-3, no masking or layerdrop (the model underfits 12 h of synthetic speech:
 # held-out voices score like training ones), bf16 autocast (SHIP_PRECISION), 1.4x the fp32 speed on a CPU with
 # AVX512-BF16. On a GPU, raise SHIP_UPDATES and --max-tokens. A work folder from the older five-run recipe has its
