@@ -47,4 +47,3 @@ def test_an_interruption_counts_as_a_usual_gap(report, tmp_path):
     write_metrics(tmp_path / "a", updates=200, seconds_per_update=3.0, speed=27.0)
     write_metrics(tmp_path / "b", updates=200, seconds_per_update=3.0, speed=27.0, pause_after=100)
     assert report.training_figures(tmp_path / "b")[2] == pytest.approx(report.training_figures(tmp_path / "a")[2])
-

@@ -205,13 +205,15 @@ class PretrainConfig:
             raise ConfigError(f"invalid pretraining config: {exc}") from None
 
 
+_SMALL_HEAD = PretrainConfig(codevector_dim=128, final_dim=128, num_negatives=50)
+
 # Pretraining heads per model preset (fairseq: final_dim 256 / latent_dim 0 -> final_dim for BASE, 768 for LARGE).
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     "base": PretrainConfig(),
     "large": PretrainConfig(codevector_dim=768, final_dim=768),
     "large-lv60": PretrainConfig(codevector_dim=768, final_dim=768),
-    "small": PretrainConfig(codevector_dim=128, final_dim=128, num_negatives=50),
-    "small-preln": PretrainConfig(codevector_dim=128, final_dim=128, num_negatives=50),
+    "small": _SMALL_HEAD,
+    "small-preln": _SMALL_HEAD,
     "tiny": PretrainConfig(codevector_dim=64, final_dim=32, num_negatives=20),
 }
 

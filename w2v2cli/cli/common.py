@@ -83,6 +83,17 @@ def report(console, result) -> None:
     console.print(f"{result.path}: {result.error}", markup=False, highlight=False, soft_wrap=True)
 
 
+def subset_hours(hours: float | None, minutes: float | None) -> float | None:
+    """The subset size of `--hours` / `--minutes` in hours (None: all the data), checked."""
+    if hours is not None and minutes is not None:
+        raise ConfigError("give --hours or --minutes, not both")
+    if minutes is not None:
+        hours = minutes / 60
+    if hours is not None and hours <= 0:
+        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
+    return hours
+
+
 def set_threads(threads: int | None) -> None:
     if threads is not None:
         if threads < 1:

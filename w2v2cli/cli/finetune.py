@@ -10,7 +10,7 @@ import typer
 from ..config import PRESETS
 from ..errors import ConfigError
 from . import app
-from .common import set_threads
+from .common import set_threads, subset_hours
 from .training import TrainingDisplay, is_main_process, tensorboard_available
 
 RECIPE = "default: the recipe for the data size"
@@ -74,14 +74,9 @@ def finetune(
     from ..train.finetune import finetune as run_finetune
     from ..train.finetune import recipe_defaults
 
-    if hours is not None and minutes is not None:
-        raise ConfigError("give --hours or --minutes, not both")
-    if minutes is not None:
-        hours = minutes / 60
+    hours = subset_hours(hours, minutes)
     if config is not None and config not in PRESETS:
         raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
-    if hours is not None and hours <= 0:
-        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
     if tensorboard:
         tensorboard_available()
     set_threads(threads)

@@ -10,7 +10,7 @@ import typer
 from ..config import PRESETS, PretrainConfig, TrainConfig
 from ..errors import ConfigError
 from . import app
-from .common import set_threads
+from .common import set_threads, subset_hours
 from .training import TrainingDisplay, is_main_process, tensorboard_available
 
 _T = TrainConfig()
@@ -73,12 +73,7 @@ def pretrain(
 
     if config is not None and config not in PRESETS:
         raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
-    if hours is not None and minutes is not None:
-        raise ConfigError("give --hours or --minutes, not both")
-    if minutes is not None:
-        hours = minutes / 60
-    if hours is not None and hours <= 0:
-        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
+    hours = subset_hours(hours, minutes)
     if tensorboard:
         tensorboard_available()
     set_threads(threads)
