@@ -47,3 +47,13 @@ def test_an_interruption_counts_as_a_usual_gap(report, tmp_path):
     write_metrics(tmp_path / "a", updates=200, seconds_per_update=3.0, speed=27.0)
     write_metrics(tmp_path / "b", updates=200, seconds_per_update=3.0, speed=27.0, pause_after=100)
     assert report.training_figures(tmp_path / "b")[2] == pytest.approx(report.training_figures(tmp_path / "a")[2])
+
+
+def test_the_stage_table_lists_every_round_of_the_embedded_model(report, tmp_path, capsys, monkeypatch):
+    for name, updates in (("ship", 60), ("ship-2", 80), ("ship-4", 40)):  # ship-3 missing: ship-4 is not a round
+        write_metrics(tmp_path / name, updates=updates, seconds_per_update=1.0, speed=30.0)
+    assert report.ship_rounds(tmp_path) == ["ship", "ship-2"]
+    monkeypatch.setattr("sys.argv", ["report.py", str(tmp_path)])
+    assert report.main() == 0
+    out = capsys.readouterr().out
+    assert "| ship | 60 |" in out and "| ship-2 | 80 |" in out and "ship-4" not in out

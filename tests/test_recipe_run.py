@@ -1,5 +1,6 @@
-"""recipes/synthetic-en/run.sh with a stand-in for `w2v2`: the embedded model's one run from scratch with the
-pre-LN config, an older recipe's last run moved out of its way once, and bad settings as one-line errors."""
+"""recipes/synthetic-en/run.sh with a stand-in for `w2v2`: the embedded model's rounds (the first from scratch
+with the pre-LN config, each later one from the round before), an older recipe's last run moved out of its way once,
+and bad settings as one-line errors."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 RUN = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "run.sh"
 
 STUB = """#!/usr/bin/env bash
-out=""; init=""; precision=""; config=""
+out=""; init=""; precision=""; config=""; lr=""; updates=""
 while [ $# -gt 0 ]; do
-  case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; esac
+  case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; --lr) lr=$2;;
+    --max-updates) updates=$2;; esac
   shift
 done
-echo "$init $config -> $out ${precision:-default}" >> "$CALLS"
+echo "$init $config -> $out ${precision:-default} $lr $updates" >> "$CALLS"
 mkdir -p "$out" && touch "$out/model.safetensors"
 """
 
@@ -43,15 +45,33 @@ def calls(work: Path) -> list[str]:
     return (work / "calls").read_text().replace(str(work / "w") + "/", "").splitlines()
 
 
-def test_the_ship_stage_is_one_run_from_scratch_with_the_pre_ln_config(work):
+def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     result = run(work, "ship")
     assert result.returncode == 0, result.stderr
-    assert calls(work) == ["scratch small-preln -> ship bf16"]
-    assert (work / "w" / "ship" / ".one-run").exists()
-    # Rerunning resumes the same folder (the trainer resumes from its checkpoints); the knobs reach the command.
-    result = run(work, "ship", SHIP_PRECISION="fp32", SHIP_CONFIG="small")
-    assert result.returncode == 0 and "moving" not in result.stderr
-    assert calls(work)[-1] == "scratch small -> ship fp32"
+    assert calls(work) == ["scratch small-preln -> ship bf16 2e-3 6000",
+                           "ship/model.safetensors  -> ship-2 bf16 1e-3 10000"]
+    assert all((work / "w" / name).exists() for name in ("ship/.one-run", "ship/.done", "ship-2/.done"))
+    # Finished rounds are not run again; a new round starts from the last one, with the knobs reaching it.
+    result = run(work, "ship")
+    assert result.returncode == 0 and "moving" not in result.stderr and len(calls(work)) == 2
+    rounds = "6000:2e-3 10000:1e-3 4000:5e-4"
+    result = run(work, "ship", SHIP_ROUNDS=rounds, SHIP_PRECISION="fp32")
+    assert result.returncode == 0, result.stderr
+    assert calls(work)[2:] == ["ship-2/model.safetensors  -> ship-3 fp32 5e-4 4000"]
+    # An interrupted round (no .done) is called again: the trainer resumes it from its checkpoints.
+    (work / "w" / "ship-3" / ".done").unlink()
+    assert run(work, "ship", SHIP_ROUNDS=rounds).returncode == 0
+    assert calls(work)[3:] == ["ship-2/model.safetensors  -> ship-3 bf16 5e-4 4000"]
+
+
+def test_a_round_trained_from_an_older_model_stops_the_stage(work):
+    assert run(work, "ship").returncode == 0
+    model = work / "w" / "ship" / "model.safetensors"
+    later = (work / "w" / "ship-2" / ".done").stat().st_mtime + 60
+    os.utime(model, (later, later))  # round 1 retrained after round 2 finished
+    result = run(work, "ship")
+    assert result.returncode == 2 and "trained from an older ship" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and len(calls(work)) == 2
 
 
 def test_an_older_recipes_ship_folder_moves_to_ship_old_once(work):
@@ -80,4 +100,11 @@ def test_bad_settings_stop_with_one_line(work):
     (work / "w" / "corpus" / "test.jsonl").unlink()
     result = run(work, "ship")
     assert result.returncode == 2 and "no corpus" in result.stderr
+    assert not (work / "calls").exists()
+    (work / "w" / "corpus" / "test.jsonl").touch()
+    for rounds, message in (("6000", "'6000' is not UPDATES:LR"), ("6000:fast", "'6000:fast' is not UPDATES:LR"),
+                            ("0:1e-3", "'0:1e-3' is not UPDATES:LR"), (" ", "SHIP_ROUNDS is empty")):
+        result = run(work, "ship", SHIP_ROUNDS=rounds)
+        assert result.returncode == 2 and message in result.stderr, (rounds, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
     assert not (work / "calls").exists()

@@ -3,7 +3,8 @@ updates, training speed and training minutes per run, WER / CER per set, and the
 on the held-out espeak-ng voices.
 
 Usage:
-    python recipes/synthetic-en/report.py WORK_DIR [RUN ...]    (default runs: finetune-1h scratch-1h ship)
+    python recipes/synthetic-en/report.py WORK_DIR [RUN ...]
+    (default runs: finetune-1h, scratch-1h and the embedded model's rounds ship, ship-2, ...)
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ def training_figures(run: Path) -> tuple[int, float, float | None]:
     return updates, sum(speeds) / len(speeds) if speeds else 0.0, minutes
 
 
+def ship_rounds(work: Path) -> list[str]:
+    """The embedded model's rounds present in WORK, in order: ship, ship-2, ship-3, ..."""
+    rounds, k = [], 1
+    while (work / (name := "ship" if k == 1 else f"ship-{k}")).is_dir():
+        rounds.append(name)
+        k += 1
+    return rounds
+
+
 def row(work: Path, name: str) -> str:
     result = json.loads((work / name / "wer.json").read_text())
     by_set = {}
@@ -63,7 +73,7 @@ def row(work: Path, name: str) -> str:
 
 def main() -> int:
     work = Path(sys.argv[1])
-    runs = sys.argv[2:] or ["finetune-1h", "scratch-1h", "ship"]
+    runs = sys.argv[2:] or ["finetune-1h", "scratch-1h", *ship_rounds(work)]
     sets = " | ".join(f"{label} WER / CER" for _, label in SET_NAMES)
     header = f"| run | updates | audio-s/s | minutes | {sets} |"
     print(header)
@@ -74,7 +84,7 @@ def main() -> int:
     print()
     print("| stage | updates | training minutes |")
     print("| --- | --- | --- |")
-    for name in ("pretrain", "finetune-1h", "scratch-1h", "ship"):
+    for name in ("pretrain", "finetune-1h", "scratch-1h", *ship_rounds(work)):
         if (work / name).is_dir():
             updates, _, minutes = training_figures(work / name)
             print(f"| {name} | {updates} | {f'{minutes:.0f}' if minutes is not None else '-'} |")

@@ -4,7 +4,7 @@
 #
 # Usage: recipes/synthetic-en/run.sh [WORK_DIR]
 #   knobs (environment): CONFIG (small), HOURS (12), PRETRAIN_UPDATES, FINETUNE_UPDATES, SHIP_CONFIG (small-preln),
-#   SHIP_UPDATES (6000), SHIP_PRECISION (bf16 autocast; set fp32 on a CPU without bf16 instructions), THREADS,
+#   SHIP_ROUNDS ("6000:2e-3 10000:1e-3"), SHIP_PRECISION (bf16 autocast; set fp32 on a CPU without bf16 instructions), THREADS,
 #   STAGES (default "corpus pretrain finetune ship evaluate": the stages to run, e.g. STAGES="ship evaluate")
 # Needs espeak-ng, flite and sox for the corpus. Every stage is cached: rerunning skips finished stages and
 # resumes an interrupted one from its last checkpoint. The sizes below are the CPU version (2 cores); on a GPU
@@ -54,14 +54,26 @@ stamp scratch-1h; "$W2V2" finetune --init scratch --config "$CONFIG" --output "$
   --freeze-updates 0 "${FT[@]}"; }
 
 # The embedded model: CTC from scratch on every training transcript (the 1-hour runs above are the paper's
-# comparison), one run of SHIP_CONFIG (`small` with a pre-LN Transformer, which leaves CTC's blank-only start
-# sooner; post-LN catches up by about update 1,000). Small batches (20 s: on this CPU a step costs less per audio-second than an 80 s one, and more updates is what
-# an underfitting model needs) at LR 2e-3, no masking or layerdrop (the model underfits 12 h of synthetic speech:
-# held-out voices score like training ones), bf16 autocast (SHIP_PRECISION), 1.4x the fp32 speed on a CPU with
-# AVX512-BF16. On a GPU, raise SHIP_UPDATES and --max-tokens. A work folder from the older five-run recipe has its
-# last run in ship/: it is moved to ship-old once.
+# comparison), SHIP_CONFIG (`small` with a pre-LN Transformer, which leaves CTC's blank-only start sooner; post-LN
+# catches up by about update 1,000). Small batches (20 s: on this CPU a step costs less per audio-second than an
+# 80 s one, and more updates is what an underfitting model needs), no masking or layerdrop (the model underfits
+# 12 h of synthetic speech: held-out voices score like training ones), bf16 autocast (SHIP_PRECISION), 1.4x the
+# fp32 speed on a CPU with AVX512-BF16. On a GPU, raise the rounds' updates and --max-tokens. A work folder from
+# the older five-run recipe has its last run in ship/: it is moved to ship-old once.
 SHIP_CONFIG=${SHIP_CONFIG:-small-preln}
-SHIP_UPDATES=${SHIP_UPDATES:-6000}
+# SHIP_ROUNDS: one UPDATES:LR pair per round. The first round trains from scratch in ship/; each later round k
+# starts again from round k-1's model with a fresh schedule (warm-up to its LR, then decay) in ship-k/. The last
+# round's model is the embedded one.
+SHIP_ROUNDS=${SHIP_ROUNDS:-6000:2e-3 10000:1e-3}
+ship_runs=(); k=0
+for round in $SHIP_ROUNDS; do
+  k=$((k + 1)); updates=${round%%:*}; lr=${round#*:}
+  [[ "$round" == *:* && "$updates" =~ ^[1-9][0-9]*$ && "$lr" =~ ^[0-9.]+(e-?[0-9]+)?$ ]] || {
+    echo "run.sh: SHIP_ROUNDS: '$round' is not UPDATES:LR (e.g. 6000:2e-3)" >&2; exit 2; }
+  ship_runs+=("$([ $k = 1 ] && echo ship || echo "ship-$k")")
+done
+[ $k -gt 0 ] || { echo "run.sh: SHIP_ROUNDS is empty (e.g. SHIP_ROUNDS=6000:2e-3)" >&2; exit 2; }
+SHIP=${ship_runs[-1]}
 want ship && {
   if [ -d "$WORK/ship" ] && [ ! -f "$WORK/ship/.one-run" ]; then
     [ -e "$WORK/ship-old" ] && { echo "run.sh: $WORK/ship is from an older recipe and $WORK/ship-old exists:" \
@@ -69,16 +81,27 @@ want ship && {
     stamp "ship: moving the older recipe's last run to ship-old"; mv "$WORK/ship" "$WORK/ship-old"
   fi
   mkdir -p "$WORK/ship"; touch "$WORK/ship/.one-run"
-  stamp ship; "$W2V2" finetune --init scratch --config "$SHIP_CONFIG" --train "$C/train.jsonl" --valid "$C/dev.jsonl" \
-    --output "$WORK/ship" --lr 2e-3 --max-updates "$SHIP_UPDATES" --max-tokens 320000 --update-freq 1 \
-    --freeze-updates 0 --mask-prob 0 --mask-channel-prob 0 --layerdrop 0 --valid-every 1000 --save-every 100 \
-    --log-every 25 --threads "$THREADS" --precision "${SHIP_PRECISION:-bf16}"
+  k=0; init=(--init scratch --config "$SHIP_CONFIG")
+  for round in $SHIP_ROUNDS; do
+    run=${ship_runs[$k]}; k=$((k + 1))
+    if [ $k -gt 1 ] && [ -f "$WORK/$run/.done" ] && [ "$WORK/$previous/model.safetensors" -nt "$WORK/$run/.done" ]; then
+      echo "run.sh: $WORK/$run was trained from an older $previous: move it away to train round $k again" >&2; exit 2
+    fi
+    if [ ! -f "$WORK/$run/.done" ]; then
+      stamp "ship round $k ($run)"; "$W2V2" finetune "${init[@]}" --train "$C/train.jsonl" --valid "$C/dev.jsonl" \
+        --output "$WORK/$run" --lr "${round#*:}" --max-updates "${round%%:*}" --max-tokens 320000 --update-freq 1 \
+        --freeze-updates 0 --mask-prob 0 --mask-channel-prob 0 --layerdrop 0 --valid-every 1000 --save-every 100 \
+        --log-every 25 --threads "$THREADS" --precision "${SHIP_PRECISION:-bf16}"
+      touch "$WORK/$run/.done"
+    fi
+    previous=$run; init=(--init "$WORK/$run/model.safetensors")
+  done
 }
 
 # 6. WER/CER on held-out sentences with training voices (dev) and with held-out voices (test, and its halves:
 #    the held-out espeak-ng voices, the target's set, and flite's slt).
 want evaluate || exit 0
-for run in finetune-1h scratch-1h ship; do
+for run in finetune-1h scratch-1h "${ship_runs[@]}"; do
   [ -f "$WORK/$run/model.safetensors" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
   stamp "evaluate $run"
   "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
@@ -86,6 +109,6 @@ for run in finetune-1h scratch-1h ship; do
     --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
   mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
 done
-"$PYTHON" "$HERE/report.py" "$WORK" > "$WORK/results.md"
+"$PYTHON" "$HERE/report.py" "$WORK" finetune-1h scratch-1h "${ship_runs[@]}" > "$WORK/results.md"
 cat "$WORK/results.md"
-stamp "done; package with: $PYTHON $HERE/package_model.py $WORK/ship/model.safetensors $WORK/provenance.json"
+stamp "done; package with: $PYTHON $HERE/package_model.py $WORK/$SHIP/model.safetensors $WORK/provenance.json"
