@@ -49,12 +49,12 @@ def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     result = run(work, "ship")
     assert result.returncode == 0, result.stderr
     assert calls(work) == ["scratch small-preln -> ship bf16 2e-3 6000",
-                           "ship/model.safetensors  -> ship-2 bf16 1e-3 10000"]
+                           "ship/model.safetensors  -> ship-2 bf16 2e-3 10000"]
     assert all((work / "w" / name).exists() for name in ("ship/.one-run", "ship/.done", "ship-2/.done"))
     # Finished rounds are not run again; a new round starts from the last one, with the knobs reaching it.
     result = run(work, "ship")
     assert result.returncode == 0 and "moving" not in result.stderr and len(calls(work)) == 2
-    rounds = "6000:2e-3 10000:1e-3 4000:5e-4"
+    rounds = "6000:2e-3 10000:2e-3 4000:5e-4"
     result = run(work, "ship", SHIP_ROUNDS=rounds, SHIP_PRECISION="fp32")
     assert result.returncode == 0, result.stderr
     assert calls(work)[2:] == ["ship-2/model.safetensors  -> ship-3 fp32 5e-4 4000"]

@@ -4,7 +4,7 @@
 #
 # Usage: recipes/synthetic-en/run.sh [WORK_DIR]
 #   knobs (environment): CONFIG (small), HOURS (12), PRETRAIN_UPDATES, FINETUNE_UPDATES, SHIP_CONFIG (small-preln),
-#   SHIP_ROUNDS ("6000:2e-3 10000:1e-3"), SHIP_PRECISION (bf16 autocast; set fp32 on a CPU without bf16 instructions), THREADS,
+#   SHIP_ROUNDS ("6000:2e-3 10000:2e-3"), SHIP_PRECISION (bf16 autocast; set fp32 on a CPU without bf16 instructions), THREADS,
 #   STAGES (default "corpus pretrain finetune ship evaluate": the stages to run, e.g. STAGES="ship evaluate")
 # Needs espeak-ng, flite and sox for the corpus. Every stage is cached: rerunning skips finished stages and
 # resumes an interrupted one from its last checkpoint. The sizes below are the CPU version (2 cores); on a GPU
@@ -62,9 +62,9 @@ stamp scratch-1h; "$W2V2" finetune --init scratch --config "$CONFIG" --output "$
 # the older five-run recipe has its last run in ship/: it is moved to ship-old once.
 SHIP_CONFIG=${SHIP_CONFIG:-small-preln}
 # SHIP_ROUNDS: one UPDATES:LR pair per round. The first round trains from scratch in ship/; each later round k
-# starts again from round k-1's model with a fresh schedule (warm-up to its LR, then decay) in ship-k/. The last
-# round's model is the embedded one.
-SHIP_ROUNDS=${SHIP_ROUNDS:-6000:2e-3 10000:1e-3}
+# starts again from round k-1's model with a fresh schedule (warm-up to its LR, then decay) in ship-k/, its conv
+# feature encoder frozen (finetune's default with --init). The last round's model is the embedded one.
+SHIP_ROUNDS=${SHIP_ROUNDS:-6000:2e-3 10000:2e-3}
 ship_runs=(); k=0
 for round in $SHIP_ROUNDS; do
   k=$((k + 1)); updates=${round%%:*}; lr=${round#*:}
