@@ -4,7 +4,8 @@
 #
 # Usage: recipes/synthetic-en/run.sh [WORK_DIR]
 #   knobs (environment): CONFIG (small), HOURS (12), PRETRAIN_UPDATES, FINETUNE_UPDATES, SHIP_CONFIG (small-preln),
-#   SHIP_ROUNDS ("6000:2e-3 10000:2e-3"), SHIP_PRECISION (bf16 autocast; set fp32 on a CPU without bf16 instructions), THREADS,
+#   SHIP_ROUNDS ("6000:2e-3 10000:2e-3"), SHIP_PRECISION (bf16 autocast; set fp32 on a CPU without bf16
+#   instructions), THREADS,
 #   STAGES (default "corpus pretrain finetune ship evaluate": the stages to run, e.g. STAGES="ship evaluate")
 # Needs espeak-ng, flite and sox for the corpus. Every stage is cached: rerunning skips finished stages and
 # resumes an interrupted one from its last checkpoint. The sizes below are the CPU version (2 cores); on a GPU
