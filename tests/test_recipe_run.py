@@ -64,6 +64,11 @@ def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     assert calls(work)[3:] == ["ship-2/model.safetensors  -> ship-3 bf16 5e-4 4000"]
 
 
+def test_ship_config_picks_the_first_rounds_preset(work):
+    assert run(work, "ship", SHIP_CONFIG="small", SHIP_ROUNDS="300:1e-3").returncode == 0
+    assert calls(work) == ["scratch small -> ship bf16 1e-3 300"]
+
+
 def test_a_round_trained_from_an_older_model_stops_the_stage(work):
     assert run(work, "ship").returncode == 0
     model = work / "w" / "ship" / "model.safetensors"
