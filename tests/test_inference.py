@@ -68,6 +68,20 @@ def test_first_layer_stats_merge_blocks_exactly(tiny_model, monkeypatch):
         assert torch.allclose(var[i, :, 0].double(), frames.var(-1, unbiased=False), rtol=1e-5, atol=1e-6)
 
 
+def test_first_layer_stats_with_waveform_normalization(tiny_model):
+    """With `wave_stats` the statistics are those of the layer run on the normalized waveform."""
+    w = torch.from_numpy(speechlike(40000, seed=7)) * 4 + 0.5
+    wave_mean, wave_var = w.double().mean(), w.double().var(unbiased=False)
+    stats = (wave_mean.float().view(1, 1), wave_var.float().view(1, 1))
+    encoder = tiny_model.feature_encoder
+    with torch.no_grad():
+        mean, var = encoder.first_layer_stats(w[None], torch.tensor([len(w)]), stats)
+        normalized = ((w.double() - wave_mean) / (wave_var + 1e-7).sqrt()).float()
+        out = encoder.layers[0].conv(normalized[None, None]).double()[0]
+    assert torch.allclose(mean[0, :, 0].double(), out.mean(-1), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(var[0, :, 0].double(), out.var(-1, unbiased=False), rtol=1e-5, atol=1e-6)
+
+
 def test_windowed_conv_features_are_exact(tiny_model):
     """With whole-file statistics, a window's conv features equal the same frames of the whole file."""
     w = torch.from_numpy(speechlike(16000 * 7, seed=5) * 3 + 0.2)
