@@ -138,8 +138,10 @@ def test_stats_stack_and_move():
     assert both.wave_mean.shape == (2, 1) and both.group is None
 
 
-def test_blockwise_feature_encoder_equals_the_whole_stack(tiny_model, monkeypatch):
-    """At inference, long inputs run through the conv stack in blocks; the result must not change."""
+@pytest.mark.parametrize("setting, value", [("block_frames", 37), ("block_budget", 30)])
+def test_blockwise_feature_encoder_equals_the_whole_stack(tiny_model, monkeypatch, setting, value):
+    """At inference, long inputs run through the conv stack in blocks (a cap per row, or a budget across rows
+    down to the smallest block); the result must not change."""
     from w2v2cli.model.components import FeatureEncoder
 
     waveforms = [torch.from_numpy(speechlike(n, seed=i)) * (i + 1) for i, n in enumerate([48000, 7000, 30001])]
@@ -147,10 +149,14 @@ def test_blockwise_feature_encoder_equals_the_whole_stack(tiny_model, monkeypatc
     batch = torch.zeros(3, int(lengths.max()))
     for i, w in enumerate(waveforms):
         batch[i, : len(w)] = w
+    defaults = {name: getattr(FeatureEncoder, name) for name in ("block_frames", "block_budget")}
     with torch.no_grad():
-        whole, whole_lengths = tiny_model(batch, lengths)
-        monkeypatch.setattr(FeatureEncoder, "block_frames", 37)  # many blocks, with ragged ends
-        blocked, blocked_lengths = tiny_model(batch, lengths)
+        for name in defaults:
+            monkeypatch.setattr(FeatureEncoder, name, 10**9)
+        whole, whole_lengths = tiny_model(batch, lengths)  # the whole stack at once
+        for name, default in defaults.items():
+            monkeypatch.setattr(FeatureEncoder, name, value if name == setting else default)
+        blocked, blocked_lengths = tiny_model(batch, lengths)  # many blocks, with ragged ends
     assert torch.equal(whole_lengths, blocked_lengths)
     for i, n in enumerate(whole_lengths.tolist()):
         assert (blocked[i, :n] - whole[i, :n]).abs().max().item() <= 1e-4
