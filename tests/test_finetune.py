@@ -165,7 +165,9 @@ def test_bad_input_fails_before_any_work(labeled, tmp_path):
     digits.write_text(json.dumps({"audio": str(SPEECH / "quick_brown_fox.wav"), "text": "xyz 123"}) + "\n")
     with pytest.raises(ConfigError, match="no utterance can be trained on"):
         finetune(digits, tmp_path / "e", init=init, configure=configs(1))
-    for path in ("a", "b", "d"):
+    with pytest.raises(ConfigError, match="--conv-init only goes with --init scratch"):
+        finetune(labeled, tmp_path / "h", init=init, conv_init="envelope")
+    for path in ("a", "b", "d", "h"):
         assert not (tmp_path / path).exists()
     result = subprocess.run([sys.executable, "-m", "w2v2cli", "finetune", "--init", tmp_path / "nope",
                              "--train", labeled, "--output", tmp_path / "f"], capture_output=True, text=True)
@@ -173,6 +175,9 @@ def test_bad_input_fails_before_any_work(labeled, tmp_path):
     both = runner.invoke(app, ["finetune", "--init", "scratch", "--config", "tiny", "--train", str(labeled),
                                "--output", str(tmp_path / "g"), "--hours", "1", "--minutes", "5"])
     assert both.exit_code == 2 and "not both" in both.output
+    unknown = runner.invoke(app, ["finetune", "--init", "scratch", "--config", "tiny", "--train", str(labeled),
+                                  "--output", str(tmp_path / "i"), "--conv-init", "xavier"])
+    assert unknown.exit_code == 2 and "--conv-init 'xavier'" in unknown.output and not (tmp_path / "i").exists()
 
 
 def test_evaluate_cli_table_json_and_worst_utterances(labeled, tmp_path):
@@ -262,7 +267,7 @@ def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake(train, output, valid, init, config, hours, configure, on_event):
+    def fake(train, output, valid, init, config, hours, configure, on_event, conv_init=None):
         seen.append(configure(1.0)[1].train_feature_encoder)
         return {}
 

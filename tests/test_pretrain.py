@@ -201,12 +201,17 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     assert not_dir.returncode == 2 and "not a folder" in not_dir.stderr
     with pytest.raises(ConfigError, match="not both"):
         pretrain(SPEECH, tmp_path / "x", config="tiny", init=tmp_path / "m.safetensors")
+    with pytest.raises(ConfigError, match="--conv-init only goes with a new model"):
+        pretrain(SPEECH, tmp_path / "y", init=tmp_path / "m.safetensors", conv_init="envelope")
+    unknown = cli("pretrain", "--train", SPEECH, "--output", tmp_path / "z", "--config", "tiny", "--conv-init", "x")
+    assert unknown.returncode == 2 and "--conv-init 'x'" in unknown.stderr and not (tmp_path / "z").exists()
 
 
 def test_pretraining_continues_from_a_written_model(tmp_path):
     cfg = TrainConfig(max_updates=2, **SMALL)
-    first = pretrain(SPEECH, tmp_path / "a", config="tiny", train_config=cfg)
+    first = pretrain(SPEECH, tmp_path / "a", config="tiny", train_config=cfg, conv_init="envelope")
     second = pretrain(SPEECH, tmp_path / "b", init=first["model"], train_config=cfg)
+    assert load_model(first["model"]).config.conv_init == load_model(second["model"]).config.conv_init == "envelope"
     head_a, config_a = load_pretraining_head(first["model"])
     head_b, config_b = load_pretraining_head(second["model"])
     assert config_a == config_b and head_a.keys() == head_b.keys()

@@ -35,8 +35,21 @@ def work(tmp_path):
     return tmp_path
 
 
+def _native_bf16() -> str:
+    """run.sh's SHIP_PRECISION default on this machine: bf16 where the CPU computes it, else fp32."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "fp32"
+    return "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
+
+
+NATIVE = _native_bf16()
+
+
 def run(work: Path, stages: str, **env) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "W2V2": str(work / "w2v2"), "CALLS": str(work / "calls"), "STAGES": stages, **env}
+    inherited = {k: v for k, v in os.environ.items() if k != "SHIP_PRECISION"}
+    environment = {**inherited, "W2V2": str(work / "w2v2"), "CALLS": str(work / "calls"), "STAGES": stages, **env}
     return subprocess.run(["bash", str(RUN), str(work / "w")], env=environment, capture_output=True, text=True,
                           timeout=60)
 
@@ -48,8 +61,8 @@ def calls(work: Path) -> list[str]:
 def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     result = run(work, "ship")
     assert result.returncode == 0, result.stderr
-    assert calls(work) == ["scratch small-preln -> ship bf16 2e-3 6000",
-                           "ship/model.safetensors  -> ship-2 bf16 2e-3 10000"]
+    assert calls(work) == [f"scratch small-preln -> ship {NATIVE} 2e-3 6000",
+                           f"ship/model.safetensors  -> ship-2 {NATIVE} 2e-3 10000"]
     assert all((work / "w" / name).exists() for name in ("ship/.one-run", "ship/.done", "ship-2/.done"))
     # Finished rounds are not run again; a new round starts from the last one, with the knobs reaching it.
     result = run(work, "ship")
@@ -61,12 +74,26 @@ def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     # An interrupted round (no .done) is called again: the trainer resumes it from its checkpoints.
     (work / "w" / "ship-3" / ".done").unlink()
     assert run(work, "ship", SHIP_ROUNDS=rounds).returncode == 0
-    assert calls(work)[3:] == ["ship-2/model.safetensors  -> ship-3 bf16 5e-4 4000"]
+    assert calls(work)[3:] == [f"ship-2/model.safetensors  -> ship-3 {NATIVE} 5e-4 4000"]
 
 
 def test_ship_config_picks_the_first_rounds_preset(work):
     assert run(work, "ship", SHIP_CONFIG="small", SHIP_ROUNDS="300:1e-3").returncode == 0
-    assert calls(work) == ["scratch small -> ship bf16 1e-3 300"]
+    assert calls(work) == [f"scratch small -> ship {NATIVE} 1e-3 300"]
+
+
+def test_pretrain_and_the_one_hour_runs(work):
+    result = run(work, "pretrain finetune")
+    assert result.returncode == 0, result.stderr
+    assert calls(work) == [" small -> pretrain default 5e-4 3000",
+                           "pretrain/model.safetensors  -> finetune-1h default 1e-3 1600",
+                           "scratch small-preln -> scratch-1h default 2e-3 1600"]
+    assert "--conv-init envelope --mask-length 2 --mask-prob 0.3" in RUN.read_text()
+    # Finished runs are not repeated; the knobs reach the commands.
+    assert run(work, "pretrain finetune").returncode == 0 and len(calls(work)) == 3
+    (work / "w" / "scratch-1h" / ".done").unlink()
+    assert run(work, "finetune", SCRATCH_CONFIG="tiny", FINETUNE_UPDATES="50").returncode == 0
+    assert calls(work)[3:] == ["scratch tiny -> scratch-1h default 2e-3 50"]
 
 
 def test_a_round_trained_from_an_older_model_stops_the_stage(work):

@@ -31,6 +31,7 @@ class ModelConfig:
     conv_bias: bool = False  # fairseq conv_bias; True for LARGE-LV60
     sample_rate: int = 16000  # audio is resampled to this rate before the model sees it
     normalize_waveform: bool = False  # zero mean / unit variance per utterance over valid samples, inside forward
+    conv_init: str = "kaiming"  # how training from scratch starts the conv stack: "kaiming" or "envelope"
     # Transformer ------------------------------------------------------------------------------------------------
     dim: int = 768  # encoder_embed_dim / hidden_size
     num_layers: int = 12
@@ -59,6 +60,8 @@ class ModelConfig:
             problems.append("conv_layers must be a non-empty list of positive (channels, kernel, stride)")
         if self.feature_norm not in ("group", "layer"):
             problems.append(f"feature_norm must be 'group' or 'layer', not {self.feature_norm!r}")
+        if self.conv_init not in ("kaiming", "envelope"):
+            problems.append(f"conv_init must be 'kaiming' or 'envelope', not {self.conv_init!r}")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
         if self.dim < 1 or self.num_heads < 1 or self.dim % self.num_heads:

@@ -11,8 +11,10 @@ core keeps that away from the frames that are kept. Emissions come back per utte
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -47,6 +49,18 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "fp16" and device.type == "cpu":
         raise ConfigError("--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
     return name
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); None where that cannot be read (not
+    Linux). Without it, PyTorch emulates bf16 matrix products: a 2-core AVX2 EPYC trained about 7x slower in
+    bf16 than in fp32."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split())
+    except OSError:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def autocast(device: torch.device, precision: str):

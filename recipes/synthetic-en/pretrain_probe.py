@@ -70,7 +70,7 @@ def run_w2v2(args, train_cfg: TrainConfig, pcfg: PretrainConfig, overrides: dict
 
     with tempfile.TemporaryDirectory() as out:
         pretrain(args.train, out, config=args.config, train_config=train_cfg, pretrain_overrides=overrides,
-                 on_event=on_event)
+                 on_event=on_event, conv_init=args.conv_init)
 
 
 def run_transformers(args, train_cfg: TrainConfig, pcfg: PretrainConfig, overrides: dict, chance: float) -> None:
@@ -141,6 +141,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", help="unlabeled audio: a manifest or a folder")
     parser.add_argument("--config", default="tiny", choices=tuple(PRESETS), help="model preset")
+    parser.add_argument("--conv-init", choices=("kaiming", "envelope"), default=None,
+                        help="how the conv stack starts (w2v2 only)")
     parser.add_argument("--implementation", choices=("w2v2", "transformers"), default="w2v2")
     parser.add_argument("--updates", type=int, default=150)
     parser.add_argument("--lr", type=float, default=5e-4)

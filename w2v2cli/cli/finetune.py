@@ -27,6 +27,8 @@ def finetune(
     valid: list[str] = typer.Option([], "--valid", help="Validation data (repeatable); the first one picks "
                                                         "the best model."),
     config: str = typer.Option(None, "--config", help=f"With --init scratch: {', '.join(PRESETS)}."),
+    conv_init: str = typer.Option(None, "--conv-init", help="With a new model: how the conv stack starts, "
+                                  "kaiming (default) or envelope (a rough spectrogram, see README)."),
     hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
     minutes: float = typer.Option(None, "--minutes", help="Same, in minutes."),
     max_updates: int = typer.Option(None, "--max-updates", help=f"Updates ({RECIPE})."),
@@ -75,6 +77,8 @@ def finetune(
     from ..train.finetune import recipe_defaults
 
     hours = subset_hours(hours, minutes)
+    if conv_init is not None and conv_init not in ("kaiming", "envelope"):
+        raise ConfigError(f"--conv-init {conv_init!r}: choose kaiming or envelope")
     if config is not None and config not in PRESETS:
         raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
     if tensorboard:
@@ -102,7 +106,7 @@ def finetune(
 
     with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
         summary = run_finetune(train, output, valid, init=init, config=config, hours=hours,
-                               configure=configs, on_event=display)
+                               configure=configs, on_event=display, conv_init=conv_init)
     if is_main_process():
         print(json.dumps({k: summary.get(k) for k in ("model", "update", "best_wer", "best_update", "vocab_size",
                                                       "train_utterances", "skipped_files", "skipped_updates")}))

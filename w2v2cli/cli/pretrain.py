@@ -26,6 +26,8 @@ def pretrain(
     valid: list[str] = typer.Option([], "--valid", help="Validation data, same formats (repeatable)."),
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
     init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
+    conv_init: str = typer.Option(None, "--conv-init", help="With a new model: how the conv stack starts, "
+                                  "kaiming (default) or envelope (a rough spectrogram, see README)."),
     hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
     minutes: float = typer.Option(None, "--minutes", help="The same in minutes (a short bootstrap run on a "
                                                           "few utterances, see README)."),
@@ -74,6 +76,8 @@ def pretrain(
     if config is not None and config not in PRESETS:
         raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
     hours = subset_hours(hours, minutes)
+    if conv_init is not None and conv_init not in ("kaiming", "envelope"):
+        raise ConfigError(f"--conv-init {conv_init!r}: choose kaiming or envelope")
     if tensorboard:
         tensorboard_available()
     set_threads(threads)
@@ -91,6 +95,6 @@ def pretrain(
         overrides["num_negatives"] = num_negatives
     with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
         summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
-                               pretrain_overrides=overrides, on_event=display, hours=hours)
+                               pretrain_overrides=overrides, on_event=display, hours=hours, conv_init=conv_init)
     if is_main_process():
         print(json.dumps({k: summary[k] for k in ("model", "update", "skipped_files", "skipped_updates", "world_size", "ranks_in_sync")}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -29,6 +31,23 @@ def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, stats=No
         mean = (x * valid).sum(1, keepdim=True) / count
         var = ((x - mean) * valid).pow(2).sum(1, keepdim=True) / count
     return ((x - mean) * torch.rsqrt(var + eps) * valid).to(waveforms.dtype)
+
+
+def envelope_init_(weight: torch.Tensor, noise: float = 0.1) -> None:
+    """Start a conv layer after the first as a per-channel low-pass filter: output channel c averages input channel
+    c % C_in over the kernel (binomial weights, which sum to 1), plus `noise` times its Kaiming-random weights.
+
+    With every later layer started this way, the untrained stack outputs the 50 Hz envelopes of the first layer's
+    rectified band outputs, a rough spectrogram whose adjacent frames are alike, instead of a random function of
+    each 25 ms window (the Kaiming start, where adjacent frames are about as different as unrelated ones).
+    """
+    out_channels, in_channels, kernel = weight.shape
+    taps = torch.tensor([math.comb(kernel - 1, k) for k in range(kernel)], dtype=torch.float64)
+    taps = (taps / taps.sum()).to(weight.dtype)
+    with torch.no_grad():
+        weight.mul_(noise)
+        rows = torch.arange(out_channels)
+        weight[rows, rows % in_channels, :] += taps
 
 
 class Wav2Vec2(nn.Module):
@@ -62,8 +81,10 @@ class Wav2Vec2(nn.Module):
         layers. Skipped on the meta device, where a file's weights are about to replace everything."""
         if self.mask_embedding.is_meta:
             return
-        for layer in self.feature_encoder.layers:
+        for i, layer in enumerate(self.feature_encoder.layers):
             nn.init.kaiming_normal_(layer.conv.weight)
+            if i and self.config.conv_init == "envelope":
+                envelope_init_(layer.conv.weight)
         for module in self.transformer.layers.modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)

@@ -109,11 +109,13 @@ def finetune(
     finetune_config: FinetuneConfig | None = None,
     on_event: Callable[[dict], None] | None = None,
     configure: Callable[[float], tuple[TrainConfig, FinetuneConfig]] | None = None,
+    conv_init: str | None = None,
 ) -> dict:
     """Fine-tune with CTC on labeled data; returns the run's summary. `init` is a model file, a Hugging Face
     folder or "scratch" (with `config`, a preset: the no-pretraining baseline). `hours` selects a seeded subset
     of the training data. Defaults follow fairseq's BASE recipe for the amount of data (recipe_defaults);
-    `configure(hours)`, when given, returns the configs for the hours of data actually trained on."""
+    `configure(hours)`, when given, returns the configs for the hours of data actually trained on. `conv_init`
+    (with scratch) picks how the conv stack starts (ModelConfig.conv_init)."""
     emit = on_event or (lambda event: None)
     output = Path(output)
     if init is None:
@@ -122,6 +124,8 @@ def finetune(
         raise ConfigError(f"--init scratch needs --config ({', '.join(PRESETS)})")
     if str(init) != "scratch" and config is not None:
         raise ConfigError("--config only goes with --init scratch; a model's config comes with the model")
+    if conv_init is not None and str(init) != "scratch":
+        raise ConfigError("--conv-init only goes with --init scratch: a model's weights come with the model")
     if hours is not None and hours <= 0:
         raise ConfigError(f"--hours must be > 0, not {hours:g}")
     train_source = read_source(train, need_text=True)
@@ -130,7 +134,7 @@ def finetune(
         for problem in source.problems:
             emit({"event": "data_problem", "source": source.name, "problem": problem})
     if str(init) == "scratch":
-        base = build_model(preset(config))
+        base = build_model(preset(config, **({"conv_init": conv_init} if conv_init else {})))
     else:
         base = load_model(init)
 

@@ -38,6 +38,7 @@ def pretrain(
     pretrain_overrides: dict | None = None,
     on_event: Callable[[dict], None] | None = None,
     hours: float | None = None,
+    conv_init: str | None = None,
 ) -> dict:
     """Pretrain a model on unlabeled audio; returns the run's summary (final update, model path, validation).
 
@@ -45,12 +46,14 @@ def pretrain(
     pretraining head too when the file has one). `hours` trains on a seeded subset of the training audio (the
     same selection as `finetune --hours`, written to OUTPUT/train_subset.jsonl): a few utterances can take a
     model off the contrastive chance plateau by memorizing them before a second run continues on everything
-    (`--init`).
+    (`--init`). `conv_init` (with `config`) picks how the conv stack starts (ModelConfig.conv_init).
     Rerunning with the same `output` resumes the run.
     """
     cfg = train_config or TrainConfig()
     if config is not None and init is not None:
         raise ConfigError("give either --config (a new model) or --init (continue from a model), not both")
+    if conv_init is not None and init is not None:
+        raise ConfigError("--conv-init only goes with a new model (--config): --init's weights come with it")
     if hours is not None and hours <= 0:
         raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
     output = Path(output)
@@ -78,7 +81,7 @@ def pretrain(
     else:
         name = config or "base"
         torch.manual_seed(cfg.seed)
-        model = build_model(preset(name))
+        model = build_model(preset(name, **({"conv_init": conv_init} if conv_init else {})))
         pretrain_cfg = PRETRAIN_PRESETS.get(name, PretrainConfig())
     if pretrain_overrides:
         pretrain_cfg = pretrain_cfg.replace(**pretrain_overrides)

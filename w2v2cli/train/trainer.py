@@ -30,7 +30,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data import AudioBatchDataset, BucketBatchSampler, DataSource, make_loader
 from ..errors import ConfigError, TrainingError
-from ..inference import PRECISIONS, resolve_device, resolve_precision
+from ..inference import PRECISIONS, cpu_has_native_bf16, resolve_device, resolve_precision
 from ..io.atomic import atomic_open, atomic_path
 from ..io.checkpoint import safe_torch_load
 from .distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
@@ -341,6 +341,9 @@ class Trainer:
             left_out=len(self.train_source.utterances) - len(utterances), batches_per_epoch=len(sampler),
             device=str(self.device), precision=self.precision, world_size=self.dist.world_size,
         )
+        if self.precision == "bf16" and self.device.type == "cpu" and cpu_has_native_bf16() is False:
+            self._emit("warning", message="--precision bf16 on a CPU without AVX512-BF16 or AMX is emulated and "
+                                          "several times slower than fp32; use --precision fp32 here")
         del resume
 
         params = [p for p in inner.parameters() if p.requires_grad]
