@@ -177,7 +177,7 @@ def test_envelope_conv_init_starts_later_layers_as_per_channel_low_pass_filters(
 
 
 def test_conv_init_is_checked_and_stored():
-    with pytest.raises(ConfigError, match="conv_init must be 'kaiming' or 'envelope'"):
+    with pytest.raises(ConfigError, match="conv_init must be one of 'kaiming', 'envelope', not 'xavier'"):
         preset("tiny", conv_init="xavier")
     cfg = preset("small", conv_init="envelope")
     assert cfg.to_dict()["conv_init"] == "envelope" and type(cfg).from_dict(cfg.to_dict()) == cfg

@@ -23,6 +23,10 @@ def conv_geometry(conv_layers) -> tuple[int, int]:
     return field_, hop
 
 
+# How training from scratch starts the conv stack (ModelConfig.conv_init; see Wav2Vec2._init_weights).
+CONV_INITS = ("kaiming", "envelope")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Feature encoder ---------------------------------------------------------------------------------------------
@@ -60,8 +64,8 @@ class ModelConfig:
             problems.append("conv_layers must be a non-empty list of positive (channels, kernel, stride)")
         if self.feature_norm not in ("group", "layer"):
             problems.append(f"feature_norm must be 'group' or 'layer', not {self.feature_norm!r}")
-        if self.conv_init not in ("kaiming", "envelope"):
-            problems.append(f"conv_init must be 'kaiming' or 'envelope', not {self.conv_init!r}")
+        if self.conv_init not in CONV_INITS:
+            problems.append(f"conv_init must be one of {', '.join(map(repr, CONV_INITS))}, not {self.conv_init!r}")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
         if self.dim < 1 or self.num_heads < 1 or self.dim % self.num_heads:

@@ -28,7 +28,7 @@ import tempfile
 
 import torch
 
-from w2v2cli.config import PRESETS, PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
+from w2v2cli.config import CONV_INITS, PRESETS, PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
 from w2v2cli.data import read_source
 from w2v2cli.errors import W2V2Error
 from w2v2cli.io.audio import load_audio
@@ -141,7 +141,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", help="unlabeled audio: a manifest or a folder")
     parser.add_argument("--config", default="tiny", choices=tuple(PRESETS), help="model preset")
-    parser.add_argument("--conv-init", choices=("kaiming", "envelope"), default=None,
+    parser.add_argument("--conv-init", choices=CONV_INITS, default=None,
                         help="how the conv stack starts (w2v2 only)")
     parser.add_argument("--implementation", choices=("w2v2", "transformers"), default="w2v2")
     parser.add_argument("--updates", type=int, default=150)

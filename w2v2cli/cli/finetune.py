@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..config import PRESETS
+from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from . import app
 from .common import set_threads, subset_hours
@@ -77,8 +77,8 @@ def finetune(
     from ..train.finetune import recipe_defaults
 
     hours = subset_hours(hours, minutes)
-    if conv_init is not None and conv_init not in ("kaiming", "envelope"):
-        raise ConfigError(f"--conv-init {conv_init!r}: choose kaiming or envelope")
+    if conv_init is not None and conv_init not in CONV_INITS:
+        raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
     if config is not None and config not in PRESETS:
         raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
     if tensorboard:
