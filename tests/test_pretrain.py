@@ -205,6 +205,25 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
         pretrain(SPEECH, tmp_path / "y", init=tmp_path / "m.safetensors", conv_init="envelope")
     unknown = cli("pretrain", "--train", SPEECH, "--output", tmp_path / "z", "--config", "tiny", "--conv-init", "x")
     assert unknown.returncode == 2 and "--conv-init 'x'" in unknown.stderr and not (tmp_path / "z").exists()
+    negative = cli(*cli_args(tmp_path / "w", 1), "--diversity-weight", -0.5)
+    assert negative.returncode == 2 and "--diversity-weight -0.5" in negative.stderr and not (tmp_path / "w").exists()
+    assert len(negative.stderr.strip().splitlines()) == 1
+
+
+def test_the_diversity_weight_reaches_the_loss(tmp_path):
+    """--diversity-weight: the loss is contrastive + weight x diversity (+ penalty) per target, and the weight is
+    part of the run's identity, so a resume with another weight is refused rather than silently mixed."""
+    cfg = TrainConfig(max_updates=2, **SMALL)
+    out = tmp_path / "d"
+    pretrain(SPEECH, out, config="tiny", train_config=cfg, pretrain_overrides={"diversity_weight": 2.0})
+    logged = [m for m in metrics(out) if "contrastive" in m]
+    assert logged
+    for m in logged:
+        expected = m["contrastive"] + 2.0 * m["diversity"] + 10.0 * m["feature_penalty"]
+        assert m["loss"] == pytest.approx(expected, rel=1e-4)
+    longer = TrainConfig(max_updates=4, **SMALL)
+    with pytest.raises(TrainingError, match="another model or objective"):
+        pretrain(SPEECH, out, config="tiny", train_config=longer, pretrain_overrides={"diversity_weight": 0.1})
 
 
 def test_pretraining_continues_from_a_written_model(tmp_path):

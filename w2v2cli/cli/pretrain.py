@@ -49,6 +49,8 @@ def pretrain(
     mask_length: int = typer.Option(_P.mask_length, "--mask-length", help="Masked span length in frames."),
     num_negatives: int = typer.Option(None, "--num-negatives",
                                       help="Distractors per target (default: 100; 20 for tiny)."),
+    diversity_weight: float = typer.Option(_P.diversity_weight, "--diversity-weight",
+                                           help="Weight of the diversity loss that keeps codebook entries in use."),
     save_every: int = typer.Option(_T.save_every, "--save-every", help="Checkpoint every N updates."),
     keep_last: int = typer.Option(_T.keep_last, "--keep-last", help="Checkpoints kept."),
     log_every: int = typer.Option(_T.log_every, "--log-every", help="Metrics every N updates."),
@@ -78,6 +80,8 @@ def pretrain(
     hours = subset_hours(hours, minutes)
     if conv_init is not None and conv_init not in CONV_INITS:
         raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
+    if not diversity_weight >= 0:
+        raise ConfigError(f"--diversity-weight {diversity_weight}: must be >= 0")
     if tensorboard:
         tensorboard_available()
     set_threads(threads)
@@ -90,7 +94,7 @@ def pretrain(
         num_workers=num_workers, seed=seed,
         activation_checkpointing=activation_checkpointing, tensorboard=tensorboard,
     )
-    overrides = {"mask_prob": mask_prob, "mask_length": mask_length}
+    overrides = {"mask_prob": mask_prob, "mask_length": mask_length, "diversity_weight": diversity_weight}
     if num_negatives is not None:
         overrides["num_negatives"] = num_negatives
     with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
