@@ -85,10 +85,12 @@ def test_ship_config_picks_the_first_rounds_preset(work):
 def test_pretrain_and_the_one_hour_runs(work):
     result = run(work, "pretrain finetune")
     assert result.returncode == 0, result.stderr
-    assert calls(work) == [" small -> pretrain default 5e-4 3000",
+    assert calls(work) == [" small-preln -> pretrain default 1e-3 3000",
                            "pretrain/model.safetensors  -> finetune-1h default 1e-3 1600",
                            "scratch small-preln -> scratch-1h default 2e-3 1600"]
     assert "--conv-init envelope --mask-length 2 --mask-prob 0.3" in RUN.read_text()
+    assert '--freeze-updates 100 --train-feature-encoder "${FT[@]}"' in RUN.read_text()
+    assert "CONFIG=${CONFIG:-small-preln}" in RUN.read_text() and "--lr 1e-3 --warmup 0.1" in RUN.read_text()
     # Finished runs are not repeated; the knobs reach the commands.
     assert run(work, "pretrain finetune").returncode == 0 and len(calls(work)) == 3
     (work / "w" / "scratch-1h" / ".done").unlink()
