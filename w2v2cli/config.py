@@ -190,10 +190,9 @@ class PretrainConfig:
             problems.append("Gumbel temperatures need 0 < temp_end <= temp_start and 0 < temp_decay <= 1")
         if self.logit_temp <= 0:
             problems.append("logit_temp must be > 0")
-        if not self.diversity_weight >= 0 or not self.feature_penalty_weight >= 0:
-            problems.append(f"diversity_weight must be >= 0, not {self.diversity_weight}"
-                            if not self.diversity_weight >= 0 else
-                            f"feature_penalty_weight must be >= 0, not {self.feature_penalty_weight}")
+        for name in ("diversity_weight", "feature_penalty_weight"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                problems.append(f"{name} must be >= 0, not {getattr(self, name)}")
         if problems:
             raise ConfigError("invalid pretraining config: " + "; ".join(problems))
 
