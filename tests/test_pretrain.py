@@ -45,8 +45,8 @@ def metrics(output):
 
 
 def test_loss_falls_and_accuracy_rises_on_speech(tmp_path):
-    cfg = TrainConfig(max_updates=300, warmup=0.1, **{**SMALL, "max_sample_size": 64_000, "max_tokens": 200_000, "log_every": 25,
-                                                         "save_every": 1000})
+    cfg = TrainConfig(max_updates=300, warmup=0.1, **{**SMALL, "max_sample_size": 64_000, "max_tokens": 200_000,
+                                                       "log_every": 25, "save_every": 1000})
     summary = pretrain(SPEECH, tmp_path / "run", config="tiny", train_config=cfg)
     records = [r for r in metrics(tmp_path / "run") if "loss" in r]
     early, late = records[1], records[-1]  # records[0] still holds the first, largest losses of the warm-up
@@ -208,6 +208,10 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     negative = cli(*cli_args(tmp_path / "w", 1), "--diversity-weight", -0.5)
     assert negative.returncode == 2 and "--diversity-weight -0.5" in negative.stderr and not (tmp_path / "w").exists()
     assert len(negative.stderr.strip().splitlines()) == 1
+    for bad in (["0.5", "2", "0.9"], ["2", "0.5", "1.5"], ["2", "0", "0.9"]):
+        temp = cli(*cli_args(tmp_path / "t", 1), "--latent-temp", *bad)
+        assert temp.returncode == 2 and "--latent-temp" in temp.stderr and not (tmp_path / "t").exists()
+        assert len(temp.stderr.strip().splitlines()) == 1
 
 
 def test_the_diversity_weight_reaches_the_loss(tmp_path):
@@ -224,6 +228,21 @@ def test_the_diversity_weight_reaches_the_loss(tmp_path):
     longer = TrainConfig(max_updates=4, **SMALL)
     with pytest.raises(TrainingError, match="another model or objective"):
         pretrain(SPEECH, out, config="tiny", train_config=longer, pretrain_overrides={"diversity_weight": 0.1})
+
+
+def test_the_latent_temperature_follows_its_schedule(tmp_path):
+    """--latent-temp START END DECAY: update n (counted from 1) trains at max(START x DECAY^(n-1), END), so a
+    short run can anneal as far as a long one; the logged temperature shows it."""
+    out = tmp_path / "t"
+    result = cli(*cli_args(out, 10), "--latent-temp", "1.5", "0.6", "0.8")
+    assert result.returncode == 0, result.stderr
+    temps = {m["update"]: m["temperature"] for m in metrics(out) if "temperature" in m}
+    assert temps and max(temps) == 10
+    for update, temp in temps.items():
+        assert temp == pytest.approx(max(1.5 * 0.8 ** (update - 1), 0.6), rel=1e-6)
+    assert temps[10] == pytest.approx(0.6)
+    with pytest.raises(TrainingError, match="another model or objective"):  # part of the run's identity
+        pretrain(SPEECH, out, config="tiny", train_config=TrainConfig(max_updates=12, **SMALL))
 
 
 def test_pretraining_continues_from_a_written_model(tmp_path):

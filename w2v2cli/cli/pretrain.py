@@ -51,6 +51,10 @@ def pretrain(
                                       help="Distractors per target (default: 100; 20 for tiny)."),
     diversity_weight: float = typer.Option(_P.diversity_weight, "--diversity-weight",
                                            help="Weight of the diversity loss that keeps codebook entries in use."),
+    latent_temp: tuple[float, float, float] = typer.Option(
+        (_P.temp_start, _P.temp_end, _P.temp_decay), "--latent-temp",
+        help="Gumbel temperature START END DECAY: max(START x DECAY^update, END). DECAY = (END/START)^(1/N) "
+             "reaches END after N updates."),
     save_every: int = typer.Option(_T.save_every, "--save-every", help="Checkpoint every N updates."),
     keep_last: int = typer.Option(_T.keep_last, "--keep-last", help="Checkpoints kept."),
     log_every: int = typer.Option(_T.log_every, "--log-every", help="Metrics every N updates."),
@@ -82,6 +86,9 @@ def pretrain(
         raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
     if not diversity_weight >= 0:
         raise ConfigError(f"--diversity-weight {diversity_weight}: must be >= 0")
+    start, end, decay = latent_temp
+    if not (0 < end <= start and 0 < decay <= 1):
+        raise ConfigError(f"--latent-temp {start:g} {end:g} {decay:g}: needs 0 < END <= START and 0 < DECAY <= 1")
     if tensorboard:
         tensorboard_available()
     set_threads(threads)
@@ -94,11 +101,13 @@ def pretrain(
         num_workers=num_workers, seed=seed,
         activation_checkpointing=activation_checkpointing, tensorboard=tensorboard,
     )
-    overrides = {"mask_prob": mask_prob, "mask_length": mask_length, "diversity_weight": diversity_weight}
+    overrides = {"mask_prob": mask_prob, "mask_length": mask_length, "diversity_weight": diversity_weight,
+                 "temp_start": start, "temp_end": end, "temp_decay": decay}
     if num_negatives is not None:
         overrides["num_negatives"] = num_negatives
     with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
         summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
                                pretrain_overrides=overrides, on_event=display, hours=hours, conv_init=conv_init)
     if is_main_process():
-        print(json.dumps({k: summary[k] for k in ("model", "update", "skipped_files", "skipped_updates", "world_size", "ranks_in_sync")}))
+        keys = ("model", "update", "skipped_files", "skipped_updates", "world_size", "ranks_in_sync")
+        print(json.dumps({k: summary[k] for k in keys}))
