@@ -152,3 +152,24 @@ def test_save_is_atomic(tmp_path, model, monkeypatch):
         save_model(model, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_atomic_writes_keep_the_replaced_files_mode(tmp_path):
+    """A file written atomically gets a new file's usual mode (not mkstemp's private 0600), and replacing a file
+    keeps that file's mode."""
+    import os
+
+    from w2v2cli.io.atomic import atomic_open
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "new.txt") as f:
+            f.write("a")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "new.txt").chmod(0o640)
+        with atomic_open(tmp_path / "new.txt") as f:
+            f.write("b")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o640
+        assert (tmp_path / "new.txt").read_text() == "b"
+    finally:
+        os.umask(mask)

@@ -80,6 +80,32 @@ def test_info_and_demo_use_the_embedded_model(fp32_model, labeled_folder, monkey
     assert "u0" in out and "u1" in out and "HELLO WORLD" in out and "all" in out and "%" in out
 
 
+def test_the_demo_and_lm_default_use_the_embedded_language_model(tmp_path, fp32_model, labeled_folder, monkeypatch,
+                                                                  capsys):
+    """With an embedded word LM beside the model, the demo scores beam search with it next to greedy, and
+    `--lm default` names it; without one, `--lm default` is a one-line error."""
+    import gzip
+
+    from w2v2cli.lm import arpa_text, estimate
+
+    lm = tmp_path / "default-lm.arpa.gz"
+    with gzip.open(lm, "wt") as f:
+        f.write(arpa_text(estimate(["HELLO WORLD", "HELLO THERE"])))
+    monkeypatch.setattr(common, "DEFAULT_MODEL", fp32_model)
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", fp32_model)
+    monkeypatch.setattr(demo, "DEFAULT_LM", lm)
+    monkeypatch.setattr(common, "DEFAULT_LM", lm)
+    assert demo.main(str(labeled_folder)) == 0
+    out = capsys.readouterr().out
+    assert "WER with the LM" in out and out.count("%") >= 6
+    result = runner.invoke(app, ["evaluate", "--data", str(labeled_folder), "--lm", "default", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sets"][0]["utterances"] == 2
+    monkeypatch.setattr(common, "DEFAULT_LM", tmp_path / "none.arpa.gz")
+    result = runner.invoke(app, ["transcribe", str(labeled_folder / "u0.wav"), "--lm", "default"])
+    assert result.exit_code == 2 and "--lm default: no embedded language model" in result.output
+
+
 def test_demo_without_a_model_explains_what_to_do(tmp_path, labeled_folder, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "none.safetensors")
     assert demo.main(str(labeled_folder)) == 0
@@ -98,3 +124,19 @@ def test_shipped_model_fits_the_budget_and_says_what_it_is():
     model = load_model(SHIPPED)
     assert model.ctc_head is not None and model.vocab is not None
     assert np.isfinite(sum(p.float().sum().item() for p in model.parameters()))
+
+
+SHIPPED_LM = SHIPPED.with_name("default-lm.arpa.gz")
+
+
+@pytest.mark.skipif(not SHIPPED_LM.exists(), reason="no embedded language model in this checkout")
+def test_shipped_language_model_reads_and_spells_like_the_model():
+    """The embedded LM: small, a readable ARPA file, and its words spelled in the embedded model's letters."""
+    from w2v2cli.lm import read_arpa
+
+    assert SHIPPED_LM.stat().st_size <= 8 * 2**20
+    tables = read_arpa(SHIPPED_LM)
+    assert len(tables) == 3 and len(tables[0]) > 10_000
+    letters = set("".join(t for t in load_model(SHIPPED).vocab.tokens if len(t) == 1))
+    words = [g[0] for g in tables[0] if not g[0].startswith("<")]
+    assert all(set(w) <= letters for w in words)

@@ -57,3 +57,15 @@ def test_the_stage_table_lists_every_round_of_the_embedded_model(report, tmp_pat
     assert report.main() == 0
     out = capsys.readouterr().out
     assert "| ship | 60 |" in out and "| ship-2 | 80 |" in out and "ship-4" not in out
+
+
+def test_a_run_scored_with_the_word_lm_gets_a_second_row(report, tmp_path, capsys, monkeypatch):
+    write_metrics(tmp_path / "ship", updates=60, seconds_per_update=1.0, speed=30.0)
+    for name, wer in (("wer.json", 0.5), ("wer-lm.json", 0.25)):
+        sets = [{"set": "corpus/dev.jsonl", "wer": wer, "cer": wer / 3}]
+        (tmp_path / "ship" / name).write_text(json.dumps({"sets": sets}))
+    monkeypatch.setattr("sys.argv", ["report.py", str(tmp_path), "ship"])
+    assert report.main() == 0
+    out = capsys.readouterr().out
+    assert "| ship | 60 | 30 | 1 | 50.0% / 16.7% |" in out
+    assert "| ship, beam + word LM | 60 | 30 | 1 | 25.0% / 8.3% |" in out

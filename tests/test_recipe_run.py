@@ -4,8 +4,10 @@ and bad settings as one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,13 @@ import pytest
 RUN = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "run.sh"
 
 STUB = """#!/usr/bin/env bash
-out=""; init=""; precision=""; config=""; lr=""; updates=""
+cmd=$1; first=$2; out=""; init=""; precision=""; config=""; lr=""; updates=""
 while [ $# -gt 0 ]; do
   case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; --lr) lr=$2;;
     --max-updates) updates=$2;; esac
   shift
 done
+if [ "$cmd" = lm ]; then echo "lm $first -> $out" >> "$CALLS"; touch "$out"; exit 0; fi
 echo "$init $config -> $out ${precision:-default} $lr $updates" >> "$CALLS"
 mkdir -p "$out" && touch "$out/model.safetensors"
 """
@@ -96,6 +99,19 @@ def test_pretrain_and_the_one_hour_runs(work):
     (work / "w" / "scratch-1h" / ".done").unlink()
     assert run(work, "finetune", SCRATCH_CONFIG="tiny", FINETUNE_UPDATES="50").returncode == 0
     assert calls(work)[3:] == ["scratch tiny -> scratch-1h default 2e-3 50"]
+
+
+def test_the_lm_stage_uses_only_training_sentences(work):
+    text = work / "w" / "corpus" / "text"
+    text.mkdir()
+    rows = [{"transcript": "A TRAINING SENTENCE", "split": "train"}, {"transcript": "A DEV SENTENCE", "split": "dev"},
+            {"transcript": "A TEST SENTENCE", "split": "test"}, {"transcript": "ANOTHER ONE", "split": "train"}]
+    (text / "sentences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run(work, "lm", PYTHON=sys.executable)
+    assert result.returncode == 0, result.stderr
+    assert calls(work) == ["lm lm_train.txt -> lm.arpa"]
+    assert (work / "w" / "lm_train.txt").read_text() == "A TRAINING SENTENCE\nANOTHER ONE\n"
+    assert run(work, "lm", PYTHON=sys.executable).returncode == 0 and len(calls(work)) == 1  # cached
 
 
 def test_a_round_trained_from_an_older_model_stops_the_stage(work):

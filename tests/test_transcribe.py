@@ -48,8 +48,8 @@ def test_beam_search_agrees_with_greedy_on_clear_emissions():
     assert [(w.word, round(w.start, 2), round(w.end, 2)) for w in words] == [("HI", 0.02, 0.1), ("THERE", 0.16, 0.28)]
 
 
-def test_lm_without_kenlm_is_a_clear_error(tmp_path):
-    pytest.importorskip("pyctcdecode")
+def test_lm_without_kenlm_needs_an_arpa_file(tmp_path):
+    """Without KenLM an ARPA file is read in Python; a binary KenLM file or a broken ARPA file is a clear error."""
     try:
         import kenlm  # noqa: F401
         pytest.skip("kenlm is installed")
@@ -57,9 +57,14 @@ def test_lm_without_kenlm_is_a_clear_error(tmp_path):
         pass
     from w2v2cli.errors import ConfigError
 
+    (tmp_path / "lm.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\0")
+    with pytest.raises(ConfigError, match="only ARPA files"):
+        BeamDecoder(VOCAB, 0.02, lm_path=tmp_path / "lm.bin")
     (tmp_path / "lm.arpa").write_text("\\data\\\n")
-    with pytest.raises(ConfigError, match="KenLM"):
+    with pytest.raises(ConfigError, match="not a readable ARPA file"):
         BeamDecoder(VOCAB, 0.02, lm_path=tmp_path / "lm.arpa")
+    with pytest.raises(ConfigError, match="no such file"):
+        BeamDecoder(VOCAB, 0.02, lm_path=tmp_path / "missing.arpa")
 
 
 def test_subtitle_cues_and_formats():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,30 +79,106 @@ class GreedyDecoder:
         return " ".join(w.word for w in words), words
 
 
+def arpa_language_model(path, alpha: float, beta: float):
+    """A pyctcdecode language model that scores words with an ARPA file read in Python (w2v2cli.lm), so beam
+    search with a word n-gram model needs no KenLM; it scores exactly as pyctcdecode's KenLM wrapper does."""
+    from pyctcdecode.constants import AVG_TOKEN_LEN, DEFAULT_UNK_LOGP_OFFSET, LOG_BASE_CHANGE_FACTOR
+    from pyctcdecode.language_model import AbstractLanguageModel
+
+    from .lm import BOS, EOS, ArpaScorer, read_arpa
+
+    class ArpaLanguageModel(AbstractLanguageModel):
+        def __init__(self, scorer: ArpaScorer):
+            self.scorer = scorer
+            self.prefixes = {w[:i] for w in scorer.words for i in range(1, len(w) + 1)}
+            self.alpha, self.beta, self.unk_score_offset = alpha, beta, DEFAULT_UNK_LOGP_OFFSET
+
+        @property
+        def order(self) -> int:
+            return self.scorer.order
+
+        def get_start_state(self):
+            return (BOS,)
+
+        def score_partial_token(self, partial_token: str) -> float:
+            unk = self.unk_score_offset * (partial_token not in self.prefixes)
+            return unk * len(partial_token) / AVG_TOKEN_LEN if len(partial_token) > AVG_TOKEN_LEN else unk
+
+        def score(self, prev_state, word: str, is_last_word: bool = False):
+            scorer = self.scorer
+            logp = scorer.log10(prev_state, word)
+            state = scorer.state(prev_state, word)
+            if word not in scorer.words:
+                logp += self.unk_score_offset
+            if is_last_word:
+                logp += scorer.log10(state, EOS)
+            return self.alpha * logp * LOG_BASE_CHANGE_FACTOR + self.beta, state
+
+        def reset_params(self, **params) -> None:
+            for name in ("alpha", "beta", "unk_score_offset"):
+                if params.get(name) is not None:
+                    setattr(self, name, float(params[name]))
+
+        def save_to_dir(self, filepath: str) -> None:
+            raise NotImplementedError("an ARPA model read in Python is not saved with the decoder")
+
+        @classmethod
+        def load_from_dir(cls, filepath: str):
+            raise NotImplementedError("an ARPA model read in Python is not saved with the decoder")
+
+    return ArpaLanguageModel(ArpaScorer(read_arpa(path)))
+
+
+def _kenlm_available() -> bool:
+    try:
+        import kenlm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class BeamDecoder:
-    """pyctcdecode beam search, optionally with a KenLM language model and hotwords."""
+    """pyctcdecode beam search, optionally with a word n-gram language model (KenLM, or an ARPA file read in
+    Python) and hotwords."""
 
     def __init__(self, vocab: Vocabulary, frame_seconds: float, beam_width: int = 32, lm_path=None,
-                 alpha: float = 0.5, beta: float = 1.0, hotwords=(), hotword_weight: float = 10.0):
+                 alpha: float = 0.5, beta: float = 1.0, hotwords=(), hotword_weight: float = 10.0,
+                 engine: str = "auto"):
         logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
         from pyctcdecode import build_ctcdecoder
 
         if beam_width < 1:
             raise ConfigError(f"--beam-width must be >= 1, not {beam_width}")
+        python_lm = None
         if lm_path is not None:
-            try:
-                import kenlm  # noqa: F401
-            except ImportError:
-                raise ConfigError("--lm needs KenLM, which is not installed: pip install 'w2v2cli[lm]'") from None
-            if not __import__("os").path.isfile(lm_path):
+            if not os.path.isfile(lm_path):
                 raise ConfigError(f"--lm {lm_path}: no such file")
+            # KenLM when installed (fast, any size, binary files too); else an ARPA file is read in Python.
+            gzipped = str(lm_path).endswith(".arpa.gz")  # KenLM reads plain ARPA and its binary files
+            if engine == "auto":
+                engine = "kenlm" if _kenlm_available() and not gzipped else "python"
+            if engine not in ("kenlm", "python"):
+                raise ValueError(f"engine {engine!r}: auto, kenlm or python")
+            if engine == "kenlm" and not _kenlm_available():
+                raise ConfigError("--lm: KenLM is not installed: pip install 'w2v2cli[lm]'")
+            if engine == "python":
+                if not (str(lm_path).endswith(".arpa") or gzipped):
+                    raise ConfigError(f"--lm {lm_path}: without KenLM only ARPA files (.arpa, .arpa.gz) can be "
+                                      "read; pip install 'w2v2cli[lm]' for binary ones")
+                python_lm = arpa_language_model(lm_path, alpha, beta)
         # Marker tokens (<s>, </s>, <unk>, ...) carry no text: their columns are left out of the search.
         self.columns = [i for i in range(len(vocab)) if i == vocab.blank or not vocab.is_silent(i)]
         labels = ["" if i == vocab.blank else (" " if vocab.tokens[i] == vocab.word_delimiter else vocab.tokens[i])
                   for i in self.columns]
         try:
-            self.decoder = build_ctcdecoder(labels, kenlm_model_path=str(lm_path) if lm_path else None,
-                                            alpha=alpha, beta=beta)
+            if python_lm is not None:
+                from pyctcdecode.alphabet import Alphabet
+                from pyctcdecode.decoder import BeamSearchDecoderCTC
+
+                self.decoder = BeamSearchDecoderCTC(Alphabet.build_alphabet(labels), python_lm)
+            else:
+                self.decoder = build_ctcdecoder(labels, kenlm_model_path=str(lm_path) if lm_path else None,
+                                                alpha=alpha, beta=beta)
         except (OSError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cannot build the beam-search decoder: {exc}") from None
         self.frame_seconds, self.beam_width = frame_seconds, beam_width

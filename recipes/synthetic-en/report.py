@@ -1,6 +1,6 @@
 """The recipe's results table (Markdown) from each run's `wer.json` (`w2v2 evaluate --json`) and `metrics.jsonl`:
-updates, training speed and training minutes per run, WER / CER per set, and the pretrained-vs-scratch comparison
-on the held-out espeak-ng voices.
+updates, training speed and training minutes per run, WER / CER per set (greedy, and beam search with the word LM
+where `wer-lm.json` exists), and the pretrained-vs-scratch comparison on the held-out espeak-ng voices.
 
 Usage:
     python recipes/synthetic-en/report.py WORK_DIR [RUN ...]
@@ -58,8 +58,8 @@ def ship_rounds(work: Path) -> list[str]:
     return rounds
 
 
-def row(work: Path, name: str) -> str:
-    result = json.loads((work / name / "wer.json").read_text())
+def row(work: Path, name: str, results: str = "wer.json", label: str | None = None) -> str:
+    result = json.loads((work / name / results).read_text())
     by_set = {}
     for entry in result["sets"]:
         for key, _ in SET_NAMES:
@@ -68,7 +68,7 @@ def row(work: Path, name: str) -> str:
     cells = [f"{by_set[k]['wer']:.1%} / {by_set[k]['cer']:.1%}" if k in by_set else "-" for k, _ in SET_NAMES]
     updates, speed, minutes = training_figures(work / name)
     took = f"{minutes:.0f}" if minutes is not None else "-"
-    return f"| {name} | {updates} | {speed:.0f} | {took} | " + " | ".join(cells) + " |"
+    return f"| {label or name} | {updates} | {speed:.0f} | {took} | " + " | ".join(cells) + " |"
 
 
 def main() -> int:
@@ -81,6 +81,8 @@ def main() -> int:
     for name in runs:
         if (work / name / "wer.json").exists():
             print(row(work, name))
+        if (work / name / "wer-lm.json").exists():  # the run stage's beam search with the word LM
+            print(row(work, name, "wer-lm.json", f"{name}, beam + word LM"))
     print()
     print("| stage | updates | training minutes |")
     print("| --- | --- | --- |")

@@ -6,7 +6,8 @@
 #   knobs (environment): CONFIG (small-preln), HOURS (12), PRETRAIN_UPDATES (3000), FINETUNE_UPDATES (1600),
 #   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("6000:2e-3 10000:2e-3"), SHIP_PRECISION
 #   (bf16 autocast on a CPU with AVX512-BF16 or AMX, else fp32), THREADS,
-#   STAGES (default "corpus pretrain finetune ship evaluate": the stages to run, e.g. STAGES="ship evaluate")
+#   LM_ORDER (3), LM_MIN_COUNT (2), LM_ALPHA (0.5), LM_BETA (1.0),
+#   STAGES (default "corpus pretrain finetune ship lm evaluate": the stages to run, e.g. STAGES="ship evaluate")
 # Needs espeak-ng, flite and sox for the corpus. Every stage is cached: rerunning skips finished stages and
 # resumes an interrupted one from its last checkpoint. The sizes below are the CPU version (2 cores); on a GPU
 # raise the updates and --max-tokens.
@@ -20,10 +21,14 @@ PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-3000}
 FINETUNE_UPDATES=${FINETUNE_UPDATES:-1600}
 SCRATCH_CONFIG=${SCRATCH_CONFIG:-small-preln}
 THREADS=${THREADS:-2}
-STAGES=${STAGES:-corpus pretrain finetune ship evaluate}
+LM_ORDER=${LM_ORDER:-3}
+LM_MIN_COUNT=${LM_MIN_COUNT:-2}
+LM_ALPHA=${LM_ALPHA:-0.5}
+LM_BETA=${LM_BETA:-1.0}
+STAGES=${STAGES:-corpus pretrain finetune ship lm evaluate}
 for stage in $STAGES; do
-  case $stage in corpus|pretrain|finetune|ship|evaluate) ;;
-    *) echo "run.sh: STAGES: unknown stage '$stage' (corpus pretrain finetune ship evaluate)" >&2; exit 2 ;; esac
+  case $stage in corpus|pretrain|finetune|ship|lm|evaluate) ;;
+    *) echo "run.sh: STAGES: unknown stage '$stage' (corpus pretrain finetune ship lm evaluate)" >&2; exit 2 ;; esac
 done
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -116,6 +121,19 @@ want ship && {
   done
 }
 
+# A word n-gram model for beam search (`--beam --lm`): the transcripts of the corpus' whole training split (text
+# only: 82,629 sentences, most of them never rendered), never a dev or test sentence. LM_ALPHA and LM_BETA were
+# picked on 150 dev utterances with the embedded model (README, "Beam search with a word language model").
+want lm && { [ -f "$WORK/lm.arpa" ] || { stamp lm
+  "$PYTHON" -c 'import json, sys
+for line in open(sys.argv[1]):
+    s = json.loads(line)
+    if s["split"] == "train":
+        print(s["transcript"])' "$C/text/sentences.jsonl" > "$WORK/lm_train.txt.tmp"
+  mv "$WORK/lm_train.txt.tmp" "$WORK/lm_train.txt"
+  "$W2V2" lm "$WORK/lm_train.txt" --output "$WORK/lm.arpa" --order "$LM_ORDER" --min-count "$LM_MIN_COUNT"
+}; }
+
 # 6. WER/CER on held-out sentences with training voices (dev) and with held-out voices (test, and its halves:
 #    the held-out espeak-ng voices, the target's set, and flite's slt).
 want evaluate || exit 0
@@ -126,6 +144,12 @@ for run in finetune-1h scratch-1h "${ship_runs[@]}"; do
     --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
     --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
   mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
+  [ -f "$WORK/lm.arpa" ] || continue
+  stamp "evaluate $run with beam search and the word LM"
+  "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
+    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
+    --threads "$THREADS" --beam --lm "$WORK/lm.arpa" --alpha "$LM_ALPHA" --beta "$LM_BETA" > "$WORK/$run/wer-lm.json.tmp"
+  mv "$WORK/$run/wer-lm.json.tmp" "$WORK/$run/wer-lm.json"
 done
 "$PYTHON" "$HERE/report.py" "$WORK" finetune-1h scratch-1h "${ship_runs[@]}" > "$WORK/results.md"
 cat "$WORK/results.md"

@@ -14,12 +14,23 @@ from ..io.audio import find_audio_files
 # Decoding options shared by transcribe and evaluate (one definition, the same flags and help everywhere).
 BEAM = typer.Option(False, "--beam", help="Beam search (pyctcdecode) instead of greedy decoding.")
 BEAM_WIDTH = typer.Option(32, "--beam-width", help="Beams kept by --beam.")
-LM = typer.Option(None, "--lm", help="KenLM language model (.arpa or .bin) for --beam.")
+LM = typer.Option(None, "--lm", help="Word n-gram model for --beam: an ARPA file (`w2v2 lm` makes one; read by "
+                                    "KenLM when installed, else in Python), a KenLM binary (needs KenLM), or "
+                                    "`default`: the embedded model's.")
 ALPHA = typer.Option(0.5, "--alpha", help="Language model weight.")
 BETA = typer.Option(1.0, "--beta", help="Word insertion bonus.")
 
-# Where the embedded default model lives once one is installed.
+# Where the embedded default model lives once one is installed, and its word language model (`--lm default`).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.safetensors"
+DEFAULT_LM = DEFAULT_MODEL.with_name("default-lm.arpa.gz")
+
+
+def resolve_lm(lm: Path | None) -> Path | None:
+    if lm is None or str(lm) != "default":
+        return lm
+    if DEFAULT_LM.exists():
+        return DEFAULT_LM
+    raise ConfigError("--lm default: no embedded language model is installed; pass an ARPA file (`w2v2 lm`)")
 
 
 def resolve_model(model: Path | None) -> Path:

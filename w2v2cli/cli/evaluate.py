@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..inference import resolve_device
 from ..io.checkpoint import load_model
 from . import app
-from .common import ALPHA, BEAM, BEAM_WIDTH, BETA, LM, resolve_model, set_threads
+from .common import ALPHA, BEAM, BEAM_WIDTH, BETA, LM, resolve_lm, resolve_model, set_threads
 
 
 @app.command()
@@ -44,6 +44,7 @@ def evaluate(
     from ..io.atomic import atomic_open
 
     set_threads(threads)
+    lm = resolve_lm(lm)
     if lm is not None:
         beam = True
     other = read_utterance_records(compare) if compare is not None else None

@@ -18,7 +18,8 @@ from ..transcribe import Transcript, transcribe_iter
 from ..writers import EXTENSIONS, PER_INPUT_FORMATS, StdoutWriter
 from . import app
 from .common import (
-    ALPHA, BEAM, BEAM_WIDTH, BETA, LM, expand_inputs, make_output_dir, report, resolve_model, set_threads, write_result,
+    ALPHA, BEAM, BEAM_WIDTH, BETA, LM, expand_inputs, make_output_dir, report, resolve_lm, resolve_model, set_threads,
+    write_result,
 )
 
 
@@ -64,6 +65,7 @@ def transcribe(
     Exit status 0 when every input was transcribed, 1 when some failed (each is named on stderr).
     """
     fmt = fmt.value
+    lm = resolve_lm(lm)
     if lm is not None or hotword:
         beam = True
     if skip_existing and output_dir is None:

@@ -1,0 +1,264 @@
+"""Word n-gram language models for beam search: an interpolated Kneser-Ney estimate written as an ARPA file.
+
+`--beam --lm FILE` decodes with KenLM through pyctcdecode; KenLM reads ARPA files but its Python package cannot
+estimate one (that is KenLM's `lmplz`, a separate C++ build). This module estimates one from transcripts in
+pure Python, so a model's own training text gives it a language model with no other tool.
+
+The estimate is interpolated Kneser-Ney (Chen & Goodman 1998) with one discount per order,
+D = n1 / (n1 + 2 n2) from the counts of counts. The highest order uses raw counts; lower orders use
+continuation counts (how many distinct words precede the n-gram), except n-grams that begin with <s>, which
+nothing can precede, so they keep raw counts (as KenLM does). Unigrams interpolate with the uniform
+distribution over the vocabulary plus <unk>, which takes its share of that mass. In an interpolated model the
+backoff weight of a context is exactly its interpolation weight, so the ARPA file holds the full model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import ConfigError
+from .io.atomic import atomic_open
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+
+
+def _discount(counts: Counter) -> float:
+    n = Counter(c for c in counts.values() if c <= 2)
+    n1, n2 = n[1], n[2]
+    if n1 == 0:
+        return 0.5
+    d = n1 / (n1 + 2 * n2) if n2 else 0.5
+    return min(max(d, 0.05), 0.95)
+
+
+def estimate(sentences: Iterable[str], order: int = 3, min_count: int = 1) -> dict:
+    """Interpolated Kneser-Ney n-gram model of whitespace-split sentences.
+
+    Returns {"order", "ngrams": [ {ngram tuple: (log10 prob, log10 backoff)} per order ], "sentences", "words"}.
+    `min_count` > 1 leaves out highest-order n-grams seen fewer times (their mass goes to the backoff).
+    """
+    if order < 1:
+        raise ConfigError(f"--order {order}: must be >= 1")
+    raw: list[Counter] = [Counter() for _ in range(order)]  # raw[k]: counts of (k+1)-grams
+    n_sentences = n_words = 0
+    for sentence in sentences:
+        words = sentence.split()
+        if not words:
+            continue
+        n_sentences += 1
+        n_words += len(words)
+        tokens = [BOS] + words + [EOS]
+        for k in range(order):
+            n = k + 1
+            for i in range(len(tokens) - n + 1):
+                gram = tuple(tokens[i:i + n])
+                if gram == (BOS,):
+                    continue
+                raw[k][gram] += 1
+    if n_sentences == 0:
+        raise ConfigError("no words to estimate a language model from")
+
+    # Adjusted counts: raw for the highest order and for n-grams that begin with <s>; else continuation counts.
+    adjusted: list[Counter] = [Counter() for _ in range(order)]
+    adjusted[order - 1] = Counter({g: c for g, c in raw[order - 1].items() if c >= min_count or g[0] == BOS})
+    for k in range(order - 1):
+        for gram, count in raw[k].items():
+            if gram[0] == BOS:
+                adjusted[k][gram] = count
+        for gram in raw[k + 1]:  # each distinct (k+2)-gram x w1..wn adds one left extension to w1..wn
+            suffix = gram[1:]
+            if suffix[0] != BOS:
+                adjusted[k][suffix] += 1
+    vocab = {g[0] for g in raw[0]} | {UNK}
+    vocab.discard(BOS)
+
+    # Interpolated probabilities, lowest order first.
+    probs: list[dict] = [dict() for _ in range(order)]
+    gammas: list[dict] = [dict() for _ in range(order)]  # gammas[k][context of length k]
+    for k in range(order):
+        counts = adjusted[k]
+        d = _discount(raw[k] if k == order - 1 else counts)
+        # A context's total counts every n-gram it was seen with, pruned ones too; what the kept ones leave
+        # (their discounts and the pruned n-grams' whole counts) is the interpolation weight.
+        totals: dict = defaultdict(float)
+        for gram, c in (raw[k] if k == order - 1 else counts).items():
+            totals[gram[:-1]] += c
+        kept: dict = defaultdict(float)
+        for gram, c in counts.items():
+            kept[gram[:-1]] += max(c - d, 0)
+        for ctx, total in totals.items():
+            gammas[k][ctx] = 1.0 - kept[ctx] / total
+        if k == 0:
+            total = totals[()]
+            uniform = gammas[0][()] / len(vocab)
+            for w in vocab:
+                probs[0][(w,)] = max(counts.get((w,), 0) - d, 0) / total + uniform
+            continue
+        for gram, c in counts.items():
+            ctx = gram[:-1]
+            lower = _backed_off(probs, gammas, gram[1:])
+            probs[k][gram] = max(c - d, 0) / totals[ctx] + gammas[k][ctx] * lower
+
+    ngrams = []
+    for k in range(order):
+        table = {}
+        for gram, p in probs[k].items():
+            bow = gammas[k + 1].get(gram) if k + 1 < order else None
+            table[gram] = (math.log10(p), math.log10(bow) if bow else 0.0)
+        ngrams.append(table)
+    # <s> is only ever a context: ARPA lists it with probability -99 and its backoff.
+    bos_bow = gammas[1].get((BOS,)) if order > 1 else None
+    ngrams[0][(BOS,)] = (-99.0, math.log10(bos_bow) if bos_bow else 0.0)
+    return {"order": order, "ngrams": ngrams, "sentences": n_sentences, "words": n_words}
+
+
+def _backed_off(probs: list[dict], gammas: list[dict], gram: tuple) -> float:
+    """P(gram[-1] | gram[:-1]) from the tables built so far, backing off through the interpolation weights."""
+    weight = 1.0
+    while True:
+        k = len(gram) - 1
+        p = probs[k].get(gram)
+        if p is not None:
+            return weight * p
+        if k == 0:
+            return weight * probs[0][(UNK,)]
+        weight *= gammas[k].get(gram[:-1], 1.0)
+        gram = gram[1:]
+
+
+def arpa_text(model: dict) -> str:
+    ngrams = model["ngrams"]
+    lines = ["\\data\\"] + [f"ngram {k + 1}={len(t)}" for k, t in enumerate(ngrams)] + [""]
+    for k, table in enumerate(ngrams):
+        lines.append(f"\\{k + 1}-grams:")
+        highest = k == len(ngrams) - 1
+        for gram in sorted(table):
+            logp, bow = table[gram]
+            entry = f"{logp:.6f}\t{' '.join(gram)}"
+            lines.append(entry if highest else f"{entry}\t{bow:.6f}")
+        lines.append("")
+    lines.append("\\end\\")
+    return "\n".join(lines) + "\n"
+
+
+def read_sentences(paths: Iterable, vocab=None, stats: dict | None = None):
+    """Sentences from text files (one per line; `-` is stdin) or .jsonl manifests (their "text" field), each
+    normalized as transcripts are for training: into `vocab`'s letter case and characters when given (the
+    model the LM will decode with), else upper case, letters, digits and apostrophes. `stats` counts lines
+    read and lines left without a word."""
+    import json
+    import sys
+
+    from .text import encode_transcript, training_characters
+
+    stats = stats if stats is not None else {}
+    stats.setdefault("lines", 0)
+    stats.setdefault("empty", 0)
+    for path in paths:
+        path = str(path)
+        if path != "-" and not Path(path).is_file():
+            raise ConfigError(f"{path}: no such text file")
+        f = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="strict")
+        try:
+            for number, line in enumerate(f, 1):
+                if path.endswith(".jsonl"):
+                    if not line.strip():
+                        continue
+                    try:
+                        line = json.loads(line)["text"]
+                    except (ValueError, KeyError, TypeError):
+                        raise ConfigError(f"{path}:{number}: not a JSON object with a \"text\" field") from None
+                stats["lines"] += 1
+                text = encode_transcript(line, vocab)[1] if vocab is not None else training_characters(line)[0]
+                if text.split():
+                    yield text
+                else:
+                    stats["empty"] += 1
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        finally:
+            if f is not sys.stdin:
+                f.close()
+
+
+def write_arpa(sentences: Iterable[str], path: Path, order: int = 3, min_count: int = 1) -> dict:
+    """Estimate a model and write it atomically as ARPA; returns its sizes."""
+    model = estimate(sentences, order=order, min_count=min_count)
+    with atomic_open(Path(path)) as f:
+        f.write(arpa_text(model))
+    return {"order": order, "sentences": model["sentences"], "words": model["words"],
+            "ngrams": [len(t) for t in model["ngrams"]]}
+
+
+def read_arpa(path: Path) -> list[dict]:
+    """The n-gram tables of an ARPA file (gzip-compressed when its name ends in .gz): per order,
+    {tuple of words: (log10 prob, log10 backoff)}."""
+    path = Path(path)
+    import gzip
+
+    tables: list[dict] = []
+    section = 0
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line == "\\data\\" or line.startswith("ngram "):
+                    continue
+                if line == "\\end\\":
+                    break
+                if line.startswith("\\") and line.endswith("-grams:"):
+                    section = int(line[1:-7])
+                    if section != len(tables) + 1:
+                        raise ValueError(f"line {number}: {line} out of order")
+                    tables.append({})
+                    continue
+                if not section:
+                    raise ValueError(f"line {number}: an n-gram before any \\N-grams: header")
+                fields = line.split("\t") if "\t" in line else line.split()
+                if "\t" in line:
+                    logp, words = float(fields[0]), tuple(fields[1].split())
+                    bow = float(fields[2]) if len(fields) > 2 else 0.0
+                else:  # space-separated: logp w1 .. wN [bow]
+                    logp = float(fields[0])
+                    words = tuple(fields[1:1 + section])
+                    bow = float(fields[1 + section]) if len(fields) > 1 + section else 0.0
+                if len(words) != section:
+                    raise ValueError(f"line {number}: {section}-gram expected")
+                tables[-1][words] = (logp, bow)
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"--lm {path}: not a readable ARPA file ({exc})") from None
+    if not tables or not tables[0]:
+        raise ConfigError(f"--lm {path}: not a readable ARPA file (no unigrams)")
+    return tables
+
+
+class ArpaScorer:
+    """log10 P(word | context) of an ARPA model with backoff, the value KenLM's BaseScore gives."""
+
+    def __init__(self, tables: list[dict]):
+        self.tables = tables
+        self.order = len(tables)
+        unk = tables[0].get((UNK,))
+        self.unk_logp = unk[0] if unk else -100.0
+        self.words = {g[0] for g in tables[0]} - {BOS, EOS, UNK}
+
+    def state(self, context: tuple, word: str) -> tuple:
+        keep = self.order - 1
+        return (context + (word,))[len(context) + 1 - keep:] if keep else ()
+
+    def log10(self, context: tuple, word: str) -> float:
+        backoff = 0.0
+        while True:
+            gram = context + (word,)
+            entry = self.tables[len(gram) - 1].get(gram)
+            if entry is not None:
+                return entry[0] + backoff
+            if not context:
+                return self.unk_logp + backoff
+            ctx = self.tables[len(context) - 1].get(context)
+            if ctx is not None:
+                backoff += ctx[1]
+            context = context[1:]
