@@ -154,3 +154,5 @@ done
 "$PYTHON" "$HERE/report.py" "$WORK" finetune-1h scratch-1h "${ship_runs[@]}" > "$WORK/results.md"
 cat "$WORK/results.md"
 stamp "done; package with: $PYTHON $HERE/package_model.py $WORK/$SHIP/model.safetensors $WORK/provenance.json"
+[ -f "$WORK/lm.arpa" ] && stamp "and the word LM: gzip -9 -n -c $WORK/lm.arpa > $ROOT/w2v2cli/models/default-lm.arpa.gz"
+exit 0
