@@ -98,6 +98,8 @@ def test_the_demo_and_lm_default_use_the_embedded_language_model(tmp_path, fp32_
     assert demo.main(str(labeled_folder)) == 0
     out = capsys.readouterr().out
     assert "WER with the LM" in out and out.count("%") >= 6
+    described = json.loads(runner.invoke(app, ["info", "--json"]).output)
+    assert described["language_model"]["ngrams"] == [6, 5, 4] and described["language_model"]["use"] == "--lm default"
     result = runner.invoke(app, ["evaluate", "--data", str(labeled_folder), "--lm", "default", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["sets"][0]["utterances"] == 2

@@ -235,6 +235,25 @@ def read_arpa(path: Path) -> list[dict]:
     return tables
 
 
+def arpa_counts(path: Path) -> list[int]:
+    """The n-gram counts an ARPA file's header declares (`ngram N=count`), read without loading the model."""
+    import gzip
+
+    path = Path(path)
+    counts = []
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("ngram "):
+                    counts.append(int(line.split("=", 1)[1]))
+                elif line.startswith("\\") and line.endswith("-grams:"):
+                    break
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable ARPA file ({exc})") from None
+    return counts
+
+
 class ArpaScorer:
     """log10 P(word | context) of an ARPA model with backoff, the value KenLM's BaseScore gives."""
 

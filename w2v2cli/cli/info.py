@@ -12,6 +12,7 @@ from rich.table import Table
 from ..io.checkpoint import load_model
 from ..summary import describe_model
 from . import app
+from . import common
 from .common import resolve_model
 
 
@@ -24,6 +25,11 @@ def info(
     """Show a model's architecture, parameter counts, config and vocabulary."""
     model = resolve_model(model)
     described = describe_model(load_model(model), model)
+    if model == common.DEFAULT_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
+        from ..lm import arpa_counts
+
+        described["language_model"] = {"file": str(common.DEFAULT_LM), "ngrams": arpa_counts(common.DEFAULT_LM),
+                                        "use": "--lm default"}
     if as_json:
         print(json.dumps(described, indent=2, ensure_ascii=False))
         return
@@ -52,6 +58,10 @@ def render(described: dict, console: Console) -> None:
         summary.add_row("vocabulary", f"{vocab['size']} tokens, blank {vocab['tokens'][vocab['blank']]!r} "
                         f"(id {vocab['blank']}), word delimiter {vocab['word_delimiter']!r}")
         summary.add_row("tokens", " ".join(vocab["tokens"]))
+    lm = described.get("language_model")
+    if lm:
+        sizes = ", ".join(f"{n:,} {k + 1}-grams" for k, n in enumerate(lm["ngrams"]))
+        summary.add_row("word language model", f"{lm['file']}: {sizes}; beam search with it: {lm['use']}")
     console.print(summary)
 
     provenance = described.get("provenance")
