@@ -137,7 +137,7 @@ def test_shipped_language_model_reads_and_spells_like_the_model():
     from w2v2cli.lm import read_arpa
 
     assert SHIPPED_LM.stat().st_size <= 8 * 2**20
-    tables = read_arpa(SHIPPED_LM)
+    tables, _ = read_arpa(SHIPPED_LM)
     assert len(tables) == 3 and len(tables[0]) > 10_000
     letters = set("".join(t for t in load_model(SHIPPED).vocab.tokens if len(t) == 1))
     words = [g[0] for g in tables[0] if not g[0].startswith("<")]

@@ -64,11 +64,12 @@ def test_the_arpa_text_reads_back(tmp_path):
     model = estimate(TEXT, order=3)
     path = tmp_path / "m.arpa"
     path.write_text(arpa_text(model))
-    tables = read_arpa(path)
-    assert [len(t) for t in tables] == [len(t) for t in model["ngrams"]]
-    for table, original in zip(tables, model["ngrams"]):
+    probs, backoffs = read_arpa(path)
+    assert [len(t) for t in probs] == [len(t) for t in model["ngrams"]]
+    for k, original in enumerate(model["ngrams"]):
         for gram, (logp, bow) in original.items():
-            assert table[gram] == pytest.approx((logp, bow), abs=1e-6)
+            assert probs[k][gram] == pytest.approx(logp, abs=1e-6)
+            assert backoffs[k].get(gram, 0.0) == pytest.approx(bow, abs=1e-6)
 
 
 def test_the_python_scorer_matches_kenlm(tmp_path):
@@ -140,7 +141,7 @@ def test_the_command_normalizes_text_and_writes_the_model(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["sentences"] == 3 and summary["words"] == 9 and summary["lines"] == 5
     assert summary["empty_lines"] == 2 and summary["ngrams"][0] == 12  # 9 words, <s>, </s>, <unk>
-    tables = read_arpa(tmp_path / "lm.arpa")
+    tables, _ = read_arpa(tmp_path / "lm.arpa")
     assert ("CAT'S", "HAT") in tables[1] and ("HELLO", "WORLD") in tables[1] and ("MORE", "LINE") in tables[1]
     assert oct((tmp_path / "lm.arpa").stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -85,12 +86,11 @@ def arpa_language_model(path, alpha: float, beta: float):
     from pyctcdecode.constants import AVG_TOKEN_LEN, DEFAULT_UNK_LOGP_OFFSET, LOG_BASE_CHANGE_FACTOR
     from pyctcdecode.language_model import AbstractLanguageModel
 
-    from .lm import BOS, EOS, ArpaScorer, read_arpa
+    from .lm import BOS, EOS
 
     class ArpaLanguageModel(AbstractLanguageModel):
-        def __init__(self, scorer: ArpaScorer):
-            self.scorer = scorer
-            self.prefixes = {w[:i] for w in scorer.words for i in range(1, len(w) + 1)}
+        def __init__(self, scorer, prefixes):
+            self.scorer, self.prefixes = scorer, prefixes
             self.alpha, self.beta, self.unk_score_offset = alpha, beta, DEFAULT_UNK_LOGP_OFFSET
 
         @property
@@ -126,7 +126,18 @@ def arpa_language_model(path, alpha: float, beta: float):
         def load_from_dir(cls, filepath: str):
             raise NotImplementedError("an ARPA model read in Python is not saved with the decoder")
 
-    return ArpaLanguageModel(ArpaScorer(read_arpa(path)))
+    stat = os.stat(path)
+    return ArpaLanguageModel(*_loaded_arpa(os.path.realpath(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded_arpa(path: str, mtime_ns: int, size: int):
+    """The scorer and the word prefixes of an ARPA file, kept for the next decoder (evaluate builds one per data
+    set; reading a 440k n-gram file takes about 3 s). Keyed by the file's path, time and size."""
+    from .lm import ArpaScorer, read_arpa
+
+    scorer = ArpaScorer(read_arpa(path))
+    return scorer, frozenset(w[:i] for w in scorer.words for i in range(1, len(w) + 1))
 
 
 def _kenlm_available() -> bool:
@@ -183,6 +194,12 @@ class BeamDecoder:
             raise ConfigError(f"cannot build the beam-search decoder: {exc}") from None
         self.frame_seconds, self.beam_width = frame_seconds, beam_width
         self.hotwords, self.hotword_weight = list(hotwords) or None, hotword_weight
+
+    def __del__(self):
+        # pyctcdecode keeps every decoder's language model in a class-level dict until it is cleaned up.
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None:
+            decoder.cleanup()
 
     def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[Word]]:
         lp = log_probs[:, self.columns].numpy()

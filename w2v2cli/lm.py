@@ -193,13 +193,16 @@ def write_arpa(sentences: Iterable[str], path: Path, order: int = 3, min_count: 
             "ngrams": [len(t) for t in model["ngrams"]]}
 
 
-def read_arpa(path: Path) -> list[dict]:
-    """The n-gram tables of an ARPA file (gzip-compressed when its name ends in .gz): per order,
-    {tuple of words: (log10 prob, log10 backoff)}."""
-    path = Path(path)
+def read_arpa(path: Path) -> tuple[list[dict], list[dict]]:
+    """The n-gram tables of an ARPA file (gzip-compressed when its name ends in .gz), compact for large models:
+    per order, {tuple of words: log10 prob} and {tuple of words: log10 backoff} (non-zero backoffs only), with
+    every word string stored once."""
     import gzip
 
-    tables: list[dict] = []
+    path = Path(path)
+    probs: list[dict] = []
+    backoffs: list[dict] = []
+    words_seen: dict = {}
     section = 0
     try:
         with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
@@ -211,28 +214,32 @@ def read_arpa(path: Path) -> list[dict]:
                     break
                 if line.startswith("\\") and line.endswith("-grams:"):
                     section = int(line[1:-7])
-                    if section != len(tables) + 1:
+                    if section != len(probs) + 1:
                         raise ValueError(f"line {number}: {line} out of order")
-                    tables.append({})
+                    probs.append({})
+                    backoffs.append({})
                     continue
                 if not section:
                     raise ValueError(f"line {number}: an n-gram before any \\N-grams: header")
-                fields = line.split("\t") if "\t" in line else line.split()
                 if "\t" in line:
-                    logp, words = float(fields[0]), tuple(fields[1].split())
+                    fields = line.split("\t")
+                    logp, words = float(fields[0]), fields[1].split()
                     bow = float(fields[2]) if len(fields) > 2 else 0.0
                 else:  # space-separated: logp w1 .. wN [bow]
-                    logp = float(fields[0])
-                    words = tuple(fields[1:1 + section])
+                    fields = line.split()
+                    logp, words = float(fields[0]), fields[1:1 + section]
                     bow = float(fields[1 + section]) if len(fields) > 1 + section else 0.0
                 if len(words) != section:
                     raise ValueError(f"line {number}: {section}-gram expected")
-                tables[-1][words] = (logp, bow)
+                gram = tuple(words_seen.setdefault(w, w) for w in words)
+                probs[-1][gram] = logp
+                if bow:
+                    backoffs[-1][gram] = bow
     except (OSError, EOFError, UnicodeDecodeError, ValueError, IndexError) as exc:
         raise ConfigError(f"--lm {path}: not a readable ARPA file ({exc})") from None
-    if not tables or not tables[0]:
+    if not probs or not probs[0]:
         raise ConfigError(f"--lm {path}: not a readable ARPA file (no unigrams)")
-    return tables
+    return probs, backoffs
 
 
 def arpa_counts(path: Path) -> list[int]:
@@ -257,12 +264,11 @@ def arpa_counts(path: Path) -> list[int]:
 class ArpaScorer:
     """log10 P(word | context) of an ARPA model with backoff, the value KenLM's BaseScore gives."""
 
-    def __init__(self, tables: list[dict]):
-        self.tables = tables
-        self.order = len(tables)
-        unk = tables[0].get((UNK,))
-        self.unk_logp = unk[0] if unk else -100.0
-        self.words = {g[0] for g in tables[0]} - {BOS, EOS, UNK}
+    def __init__(self, tables: tuple[list[dict], list[dict]]):
+        self.probs, self.backoffs = tables
+        self.order = len(self.probs)
+        self.unk_logp = self.probs[0].get((UNK,), -100.0)
+        self.words = {g[0] for g in self.probs[0]} - {BOS, EOS, UNK}
 
     def state(self, context: tuple, word: str) -> tuple:
         keep = self.order - 1
@@ -272,12 +278,10 @@ class ArpaScorer:
         backoff = 0.0
         while True:
             gram = context + (word,)
-            entry = self.tables[len(gram) - 1].get(gram)
-            if entry is not None:
-                return entry[0] + backoff
+            logp = self.probs[len(gram) - 1].get(gram)
+            if logp is not None:
+                return logp + backoff
             if not context:
                 return self.unk_logp + backoff
-            ctx = self.tables[len(context) - 1].get(context)
-            if ctx is not None:
-                backoff += ctx[1]
+            backoff += self.backoffs[len(context) - 1].get(context, 0.0)
             context = context[1:]
