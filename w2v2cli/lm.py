@@ -193,19 +193,24 @@ def write_arpa(sentences: Iterable[str], path: Path, order: int = 3, min_count: 
             "ngrams": [len(t) for t in model["ngrams"]]}
 
 
+def _open_text(path: Path):
+    """A text file for reading, gzip-compressed when its name ends in .gz."""
+    import gzip
+
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
 def read_arpa(path: Path) -> tuple[list[dict], list[dict]]:
     """The n-gram tables of an ARPA file (gzip-compressed when its name ends in .gz), compact for large models:
     per order, {tuple of words: log10 prob} and {tuple of words: log10 backoff} (non-zero backoffs only), with
     every word string stored once."""
-    import gzip
-
     path = Path(path)
     probs: list[dict] = []
     backoffs: list[dict] = []
     words_seen: dict = {}
     section = 0
     try:
-        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+        with _open_text(path) as f:
             for number, line in enumerate(f, 1):
                 line = line.strip()
                 if not line or line == "\\data\\" or line.startswith("ngram "):
@@ -244,12 +249,10 @@ def read_arpa(path: Path) -> tuple[list[dict], list[dict]]:
 
 def arpa_counts(path: Path) -> list[int]:
     """The n-gram counts an ARPA file's header declares (`ngram N=count`), read without loading the model."""
-    import gzip
-
     path = Path(path)
     counts = []
     try:
-        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+        with _open_text(path) as f:
             for line in f:
                 line = line.strip()
                 if line.startswith("ngram "):
