@@ -172,6 +172,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
     nowhere = run("lm", tmp_path / "ok.txt", "-o", tmp_path / "no" / "lm.arpa")
     assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr
+    (tmp_path / "folder").mkdir()
+    folder = run("lm", tmp_path / "ok.txt", "-o", tmp_path / "folder")
+    assert folder.returncode == 2 and "is a folder" in folder.stderr and len(folder.stderr.strip().splitlines()) == 1
+    assert list((tmp_path / "folder").iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 

@@ -36,6 +36,8 @@ def lm(
         raise ConfigError(f"--min-count {min_count}: must be >= 1")
     if not output.parent.is_dir():
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+    if output.is_dir():
+        raise ConfigError(f"--output {output}: is a folder; name the ARPA file to write")
     vocab = None
     if model is not None:
         from ..io.checkpoint import load_model
