@@ -69,3 +69,35 @@ def test_a_run_scored_with_the_word_lm_gets_a_second_row(report, tmp_path, capsy
     out = capsys.readouterr().out
     assert "| ship | 60 | 30 | 1 | 50.0% / 16.7% |" in out
     assert "| ship, beam + word LM | 60 | 30 | 1 | 25.0% / 8.3% |" in out
+
+
+def write_utterances(run: Path, errors: list[int], words: int = 10, offset: int = 0):
+    """utterances.jsonl of a run on the dev set: one record per utterance with these word errors."""
+    run.mkdir(parents=True, exist_ok=True)
+    rows = [{"set": "corpus/dev.jsonl", "id": f"dev-{i + offset:06d}", "word_errors": e, "words": words}
+            for i, e in enumerate(errors)]
+    rows.append({"set": "corpus/dev.jsonl", "id": "broken", "error": "unreadable"})
+    (run / "utterances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_last_round_is_compared_with_the_packaged_model(report, tmp_path, capsys, monkeypatch):
+    for name in ("ship", "ship-2"):
+        write_metrics(tmp_path / name, updates=60, seconds_per_update=1.0, speed=30.0)
+    write_utterances(tmp_path / "ship", [9] * 40)  # round 1 is not compared: ship-2 is the last round
+    write_utterances(tmp_path / "ship-2", [5, 4] * 20)
+    write_utterances(tmp_path / "packaged", [4, 5] * 20)  # the same errors in all, other utterances
+    (tmp_path / "packaged" / "wer.json").write_text(json.dumps({"sets": [{"set": "corpus/dev.jsonl", "wer": 0.45,
+                                                                          "cer": 0.15}]}))
+    monkeypatch.setattr("sys.argv", ["report.py", str(tmp_path)])
+    assert report.main() == 0
+    out = capsys.readouterr().out
+    assert "| packaged embedded model | - | - | - | 45.0% / 15.0% |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| held-out sentences, training voices |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["45.0%", "45.0%"] and cells[3].startswith("+0.0 (-") and cells[4] == "yes"
+
+    write_utterances(tmp_path / "ship-2", [9] * 40)  # far worse on every utterance: not the same model
+    assert "| ship-2 (this work folder) WER |" in report.reproduction(tmp_path, "ship-2")
+    assert report.reproduction(tmp_path, "ship-2").splitlines()[-1].endswith("| no |")
+    write_utterances(tmp_path / "ship-2", [9] * 40, offset=100)  # no utterance in common: no table
+    assert report.reproduction(tmp_path, "ship-2") is None

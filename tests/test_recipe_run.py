@@ -15,13 +15,18 @@ import pytest
 RUN = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "run.sh"
 
 STUB = """#!/usr/bin/env bash
-cmd=$1; first=$2; out=""; init=""; precision=""; config=""; lr=""; updates=""
+cmd=$1; first=$2; out=""; init=""; precision=""; config=""; lr=""; updates=""; model=""; utterances=""; lm=""
 while [ $# -gt 0 ]; do
   case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; --lr) lr=$2;;
-    --max-updates) updates=$2;; esac
+    --max-updates) updates=$2;; -m) model=$2;; --utterances) utterances=$2;; --lm) lm=" lm";; esac
   shift
 done
 if [ "$cmd" = lm ]; then echo "lm $first -> $out" >> "$CALLS"; touch "$out"; exit 0; fi
+if [ "$cmd" = evaluate ]; then
+  echo "evaluate $model$lm" >> "$CALLS"
+  [ -z "$utterances" ] || echo '{"set": "c/dev.jsonl", "id": "u1", "word_errors": 1, "words": 4}' > "$utterances"
+  echo '{"sets": [{"set": "c/dev.jsonl", "wer": 0.25, "cer": 0.1}]}'; exit 0
+fi
 echo "$init $config -> $out ${precision:-default} $lr $updates" >> "$CALLS"
 mkdir -p "$out" && touch "$out/model.safetensors"
 """
@@ -158,3 +163,23 @@ def test_bad_settings_stop_with_one_line(work):
         assert result.returncode == 2 and message in result.stderr, (rounds, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (work / "calls").exists()
+
+
+def test_the_evaluate_stage_scores_every_run_and_the_packaged_model(work, tmp_path):
+    assert run(work, "ship", SHIP_ROUNDS="300:1e-3 200:1e-3").returncode == 0
+    packaged = tmp_path / "default.safetensors"
+    packaged.touch()
+    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3 200:1e-3", PACKAGED=str(packaged), PYTHON=sys.executable)
+    assert result.returncode == 0, result.stderr
+    # finetune-1h and scratch-1h have no model: skipped; both rounds, then the packaged file.
+    assert calls(work)[2:] == ["evaluate ship/model.safetensors", "evaluate ship-2/model.safetensors",
+                               f"evaluate {packaged}"]
+    assert (work / "w" / "packaged" / "wer.json").exists() and (work / "w" / "packaged" / "utterances.jsonl").exists()
+    results = (work / "w" / "results.md").read_text()
+    assert "| packaged embedded model | - | - | - | 25.0% / 10.0% |" in results
+    assert "| held-out sentences, training voices | 25.0% | 25.0% | +0.0 (+0.0 to +0.0) | yes |" in results
+    # With a word LM every model is scored twice; without a packaged file there is nothing to compare with.
+    (work / "w" / "lm.arpa").touch()
+    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3", PACKAGED=str(tmp_path / "none"), PYTHON=sys.executable)
+    assert result.returncode == 0, result.stderr
+    assert calls(work)[5:] == ["evaluate ship/model.safetensors", "evaluate ship/model.safetensors lm"]

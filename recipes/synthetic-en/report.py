@@ -1,10 +1,11 @@
 """The recipe's results table (Markdown) from each run's `wer.json` (`w2v2 evaluate --json`) and `metrics.jsonl`:
 updates, training speed and training minutes per run, WER / CER per set (greedy, and beam search with the word LM
-where `wer-lm.json` exists), and the pretrained-vs-scratch comparison on the held-out espeak-ng voices.
+where `wer-lm.json` exists), the pretrained-vs-scratch comparison on the held-out espeak-ng voices, and the last
+round of the embedded model against the packaged one (`packaged/`, scored by the evaluate stage) set by set.
 
 Usage:
     python recipes/synthetic-en/report.py WORK_DIR [RUN ...]
-    (default runs: finetune-1h, scratch-1h and the embedded model's rounds ship, ship-2, ...)
+    (default runs: finetune-1h, scratch-1h, the embedded model's rounds ship, ship-2, ... and packaged)
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def row(work: Path, name: str, results: str = "wer.json", label: str | None = No
             if Path(entry["set"]).stem == key or Path(entry["set"]).name == key:
                 by_set[key] = entry
     cells = [f"{by_set[k]['wer']:.1%} / {by_set[k]['cer']:.1%}" if k in by_set else "-" for k, _ in SET_NAMES]
+    if not (work / name / "metrics.jsonl").exists():  # the packaged model: trained elsewhere
+        return f"| {label or name} | - | - | - | " + " | ".join(cells) + " |"
     updates, speed, minutes = training_figures(work / name)
     took = f"{minutes:.0f}" if minutes is not None else "-"
     return f"| {label or name} | {updates} | {speed:.0f} | {took} | " + " | ".join(cells) + " |"
@@ -73,16 +76,17 @@ def row(work: Path, name: str, results: str = "wer.json", label: str | None = No
 
 def main() -> int:
     work = Path(sys.argv[1])
-    runs = sys.argv[2:] or ["finetune-1h", "scratch-1h", *ship_rounds(work)]
+    runs = sys.argv[2:] or ["finetune-1h", "scratch-1h", *ship_rounds(work), "packaged"]
     sets = " | ".join(f"{label} WER / CER" for _, label in SET_NAMES)
     header = f"| run | updates | audio-s/s | minutes | {sets} |"
     print(header)
     print("|" + " --- |" * (4 + len(SET_NAMES)))
     for name in runs:
+        label = "packaged embedded model" if name == "packaged" else None
         if (work / name / "wer.json").exists():
-            print(row(work, name))
+            print(row(work, name, label=label))
         if (work / name / "wer-lm.json").exists():  # the run stage's beam search with the word LM
-            print(row(work, name, "wer-lm.json", f"{name}, beam + word LM"))
+            print(row(work, name, "wer-lm.json", f"{label or name}, beam + word LM"))
     print()
     print("| stage | updates | training minutes |")
     print("| --- | --- | --- |")
@@ -94,7 +98,55 @@ def main() -> int:
     if comparison:
         print()
         print(comparison)
+    rounds = ship_rounds(work)
+    table = reproduction(work, rounds[-1]) if rounds else None
+    if table:
+        print()
+        print(table)
     return 0
+
+
+def utterance_records(path: Path) -> dict[str, dict[str, dict]]:
+    """`--utterances` records by set (the manifest's stem or the folder's name) and id; errors left out."""
+    by_set: dict[str, dict[str, dict]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if not record.get("error"):
+                by_set.setdefault(Path(record["set"]).stem, {})[record["id"]] = record
+    return by_set
+
+
+def paired(first: dict[str, dict], second: dict[str, dict]):
+    """The paired bootstrap comparison of two runs' records of one set, over the utterances both scored."""
+    from w2v2cli.scoring import paired_comparison
+
+    ids = sorted(set(first) & set(second))
+    if not ids or not sum(first[i]["words"] for i in ids):
+        return None
+    return paired_comparison([first[i]["word_errors"] for i in ids], [second[i]["word_errors"] for i in ids],
+                             [first[i]["words"] for i in ids])
+
+
+def reproduction(work: Path, run: str) -> str | None:
+    """The recipe's last round against the packaged model, set by set, greedy: both WERs and the paired
+    bootstrap interval of the difference, and whether that interval holds zero (the same model within the
+    noise of the test sets). Needs both runs' `utterances.jsonl` (the evaluate stage writes them)."""
+    files = [work / run / "utterances.jsonl", work / "packaged" / "utterances.jsonl"]
+    if not all(f.exists() for f in files):
+        return None
+    ours, packaged = (utterance_records(f) for f in files)
+    lines = [f"| set | {run} (this work folder) WER | packaged model WER | difference (95% interval) "
+             "| within noise: interval holds 0 |",
+             "| --- | --- | --- | --- | --- |"]
+    for key, label in SET_NAMES:
+        c = paired(ours.get(key, {}), packaged.get(key, {}))
+        if c is None:
+            continue
+        within = "yes" if c.low <= 0 <= c.high else "no"
+        lines.append(f"| {label} | {c.wer_a:.1%} | {c.wer_b:.1%} | {100 * c.difference:+.1f} ({100 * c.low:+.1f} to "
+                     f"{100 * c.high:+.1f}) | {within} |")
+    return "\n".join(lines) if len(lines) > 2 else None
 
 
 def pretraining_gain(work: Path, key: str = "test_espeak") -> str | None:
@@ -115,16 +167,8 @@ def pretraining_gain(work: Path, key: str = "test_espeak") -> str | None:
             f"{relative:+.1%} relative (target: at least +30%)")
     files = [work / name / "utterances.jsonl" for name in ("finetune-1h", "scratch-1h")]
     if all(f.exists() for f in files):
-        from w2v2cli.scoring import paired_comparison
-
-        records = []
-        for f in files:
-            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-            records.append({r["id"]: r for r in rows if Path(r["set"]).stem == key and not r.get("error")})
-        ids = sorted(set(records[0]) & set(records[1]))
-        if ids:
-            c = paired_comparison([records[0][i]["word_errors"] for i in ids],
-                                  [records[1][i]["word_errors"] for i in ids], [records[0][i]["words"] for i in ids])
+        c = paired(*(utterance_records(f).get(key, {}) for f in files))
+        if c is not None:
             line += (f"; difference {100 * c.difference:+.1f} points, 95% interval {100 * c.low:+.1f} to "
                      f"{100 * c.high:+.1f} (paired bootstrap over {c.utterances} utterances)")
     return line

@@ -7,7 +7,8 @@
 #   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("6000:2e-3 10000:2e-3"), SHIP_PRECISION
 #   (bf16 autocast on a CPU with AVX512-BF16 or AMX, else fp32), THREADS,
 #   LM_ORDER (3), LM_MIN_COUNT (2), LM_ALPHA (0.5), LM_BETA (1.0),
-#   STAGES (default "corpus pretrain finetune ship lm evaluate": the stages to run, e.g. STAGES="ship evaluate")
+#   STAGES (default "corpus pretrain finetune ship lm evaluate": the stages to run, e.g. STAGES="ship evaluate"),
+#   PACKAGED (the embedded model that evaluate compares the last round with; default the package's own)
 # Needs espeak-ng, flite and sox for the corpus. Every stage is cached: rerunning skips finished stages and
 # resumes an interrupted one from its last checkpoint. The sizes below are the CPU version (2 cores); on a GPU
 # raise the updates and --max-tokens.
@@ -136,22 +137,30 @@ for line in open(sys.argv[1]):
 
 # 6. WER/CER on held-out sentences with training voices (dev) and with held-out voices (test, and its halves:
 #    the held-out espeak-ng voices, the target's set, and flite's slt).
+#    The packaged embedded model (PACKAGED) is scored on the same sets as `packaged`, so that report.py can
+#    compare the last round with it utterance by utterance: the check that the recipe reproduces it.
+PACKAGED=${PACKAGED:-$ROOT/w2v2cli/models/default.safetensors}
 want evaluate || exit 0
-for run in finetune-1h scratch-1h "${ship_runs[@]}"; do
-  [ -f "$WORK/$run/model.safetensors" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
+for run in finetune-1h scratch-1h "${ship_runs[@]}" packaged; do
+  model="$WORK/$run/model.safetensors"
+  if [ "$run" = packaged ]; then
+    [ -f "$PACKAGED" ] || { stamp "evaluate packaged: no $PACKAGED, skipped"; continue; }
+    model=$PACKAGED; mkdir -p "$WORK/packaged"
+  fi
+  [ -f "$model" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
   stamp "evaluate $run"
-  "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
+  "$W2V2" evaluate -m "$model" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
     --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
     --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
   mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
   [ -f "$WORK/lm.arpa" ] || continue
   stamp "evaluate $run with beam search and the word LM"
-  "$W2V2" evaluate -m "$WORK/$run/model.safetensors" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
+  "$W2V2" evaluate -m "$model" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
     --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
     --threads "$THREADS" --beam --lm "$WORK/lm.arpa" --alpha "$LM_ALPHA" --beta "$LM_BETA" > "$WORK/$run/wer-lm.json.tmp"
   mv "$WORK/$run/wer-lm.json.tmp" "$WORK/$run/wer-lm.json"
 done
-"$PYTHON" "$HERE/report.py" "$WORK" finetune-1h scratch-1h "${ship_runs[@]}" > "$WORK/results.md"
+"$PYTHON" "$HERE/report.py" "$WORK" finetune-1h scratch-1h "${ship_runs[@]}" packaged > "$WORK/results.md"
 cat "$WORK/results.md"
 stamp "done; package with: $PYTHON $HERE/package_model.py $WORK/$SHIP/model.safetensors $WORK/provenance.json"
 [ -f "$WORK/lm.arpa" ] && stamp "and the word LM: gzip -9 -n -c $WORK/lm.arpa > $ROOT/w2v2cli/models/default-lm.arpa.gz"
