@@ -57,7 +57,8 @@ NATIVE = _native_bf16()
 
 def run(work: Path, stages: str, **env) -> subprocess.CompletedProcess:
     inherited = {k: v for k, v in os.environ.items() if k != "SHIP_PRECISION"}
-    environment = {**inherited, "W2V2": str(work / "w2v2"), "CALLS": str(work / "calls"), "STAGES": stages, **env}
+    environment = {**inherited, "W2V2": str(work / "w2v2"), "CALLS": str(work / "calls"), "STAGES": stages,
+                   "PYTHON": sys.executable, **env}
     return subprocess.run(["bash", str(RUN), str(work / "w")], env=environment, capture_output=True, text=True,
                           timeout=60)
 
@@ -112,11 +113,11 @@ def test_the_lm_stage_uses_only_training_sentences(work):
     rows = [{"transcript": "A TRAINING SENTENCE", "split": "train"}, {"transcript": "A DEV SENTENCE", "split": "dev"},
             {"transcript": "A TEST SENTENCE", "split": "test"}, {"transcript": "ANOTHER ONE", "split": "train"}]
     (text / "sentences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run(work, "lm", PYTHON=sys.executable)
+    result = run(work, "lm")
     assert result.returncode == 0, result.stderr
     assert calls(work) == ["lm lm_train.txt -> lm.arpa"]
     assert (work / "w" / "lm_train.txt").read_text() == "A TRAINING SENTENCE\nANOTHER ONE\n"
-    assert run(work, "lm", PYTHON=sys.executable).returncode == 0 and len(calls(work)) == 1  # cached
+    assert run(work, "lm").returncode == 0 and len(calls(work)) == 1  # cached
 
 
 def test_a_round_trained_from_an_older_model_stops_the_stage(work):
@@ -167,9 +168,11 @@ def test_bad_settings_stop_with_one_line(work):
 
 def test_the_evaluate_stage_scores_every_run_and_the_packaged_model(work, tmp_path):
     assert run(work, "ship", SHIP_ROUNDS="300:1e-3 200:1e-3").returncode == 0
+    for name in ("dev.jsonl", "test_slt.jsonl"):
+        (work / "w" / "corpus" / name).touch()
     packaged = tmp_path / "default.safetensors"
     packaged.touch()
-    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3 200:1e-3", PACKAGED=str(packaged), PYTHON=sys.executable)
+    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3 200:1e-3", PACKAGED=str(packaged))
     assert result.returncode == 0, result.stderr
     # finetune-1h and scratch-1h have no model: skipped; both rounds, then the packaged file.
     assert calls(work)[2:] == ["evaluate ship/model.safetensors", "evaluate ship-2/model.safetensors",
@@ -178,8 +181,18 @@ def test_the_evaluate_stage_scores_every_run_and_the_packaged_model(work, tmp_pa
     results = (work / "w" / "results.md").read_text()
     assert "| packaged embedded model | - | - | - | 25.0% / 10.0% |" in results
     assert "| held-out sentences, training voices | 25.0% | 25.0% | +0.0 (+0.0 to +0.0) | yes |" in results
-    # With a word LM every model is scored twice; without a packaged file there is nothing to compare with.
+    # A rerun keeps every score whose model and sets are unchanged; a retrained model is scored again.
+    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3 200:1e-3", PACKAGED=str(packaged))
+    assert result.returncode == 0 and len(calls(work)) == 5 and "evaluate ship-2: scored already" in result.stderr
+    os.utime(work / "w" / "ship-2" / "model.safetensors", (1e9, 1e9))
+    assert run(work, "evaluate", SHIP_ROUNDS="300:1e-3 200:1e-3", PACKAGED=str(packaged)).returncode == 0
+    assert calls(work)[5:] == ["evaluate ship-2/model.safetensors"]
+    # With a word LM every model is scored twice, and again with other weights; without a packaged file there
+    # is nothing to compare with.
     (work / "w" / "lm.arpa").touch()
-    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3", PACKAGED=str(tmp_path / "none"), PYTHON=sys.executable)
+    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3", PACKAGED=str(tmp_path / "none"))
     assert result.returncode == 0, result.stderr
-    assert calls(work)[5:] == ["evaluate ship/model.safetensors", "evaluate ship/model.safetensors lm"]
+    assert calls(work)[6:] == ["evaluate ship/model.safetensors lm"]
+    result = run(work, "evaluate", SHIP_ROUNDS="300:1e-3", PACKAGED=str(tmp_path / "none"), LM_ALPHA="0.7")
+    assert result.returncode == 0, result.stderr
+    assert calls(work)[7:] == ["evaluate ship/model.safetensors lm"]

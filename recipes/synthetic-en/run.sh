@@ -148,17 +148,31 @@ for run in finetune-1h scratch-1h "${ship_runs[@]}" packaged; do
     model=$PACKAGED; mkdir -p "$WORK/packaged"
   fi
   [ -f "$model" ] || { stamp "evaluate $run: no model yet, skipped"; continue; }
-  stamp "evaluate $run"
-  "$W2V2" evaluate -m "$model" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
-    --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
-    --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
-  mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
+  # A score is kept while what it was computed from is unchanged (the model, the sets, and for the LM score the
+  # LM and its weights): its key, file names with their sizes and times, is written beside it.
+  key="$(stat -L -c '%n %s %Y' "$model" "$C"/{dev,test,test_espeak,test_slt}.jsonl "$ROOT"/sample_audio/* 2>&1 || :)"
+  if [ -f "$WORK/$run/wer.json" ] && [ "$(cat "$WORK/$run/wer.key" 2>/dev/null)" = "$key" ]; then
+    stamp "evaluate $run: scored already"
+  else
+    stamp "evaluate $run"
+    "$W2V2" evaluate -m "$model" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
+      --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
+      --threads "$THREADS" --utterances "$WORK/$run/utterances.jsonl" > "$WORK/$run/wer.json.tmp"
+    mv "$WORK/$run/wer.json.tmp" "$WORK/$run/wer.json"
+    echo "$key" > "$WORK/$run/wer.key"
+  fi
   [ -f "$WORK/lm.arpa" ] || continue
+  key="$key
+$(stat -L -c '%n %s %Y' "$WORK/lm.arpa") alpha $LM_ALPHA beta $LM_BETA"
+  if [ -f "$WORK/$run/wer-lm.json" ] && [ "$(cat "$WORK/$run/wer-lm.key" 2>/dev/null)" = "$key" ]; then
+    stamp "evaluate $run with the word LM: scored already"; continue
+  fi
   stamp "evaluate $run with beam search and the word LM"
   "$W2V2" evaluate -m "$model" --data "$C/dev.jsonl" --data "$C/test.jsonl" \
     --data "$C/test_espeak.jsonl" --data "$C/test_slt.jsonl" --data "$ROOT/sample_audio" --json \
     --threads "$THREADS" --beam --lm "$WORK/lm.arpa" --alpha "$LM_ALPHA" --beta "$LM_BETA" > "$WORK/$run/wer-lm.json.tmp"
   mv "$WORK/$run/wer-lm.json.tmp" "$WORK/$run/wer-lm.json"
+  echo "$key" > "$WORK/$run/wer-lm.key"
 done
 "$PYTHON" "$HERE/report.py" "$WORK" finetune-1h scratch-1h "${ship_runs[@]}" packaged > "$WORK/results.md"
 cat "$WORK/results.md"
