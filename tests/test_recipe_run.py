@@ -16,9 +16,11 @@ RUN = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "run.sh
 
 STUB = """#!/usr/bin/env bash
 cmd=$1; first=$2; out=""; init=""; precision=""; config=""; lr=""; updates=""; model=""; utterances=""; lm=""
+train=""
 while [ $# -gt 0 ]; do
   case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; --lr) lr=$2;;
-    --max-updates) updates=$2;; -m) model=$2;; --utterances) utterances=$2;; --lm) lm=" lm";; esac
+    --max-updates) updates=$2;; -m) model=$2;; --utterances) utterances=$2;; --lm) lm=" lm";;
+    --train) [[ $2 == */train.jsonl ]] || train=" ${2##*/}";; esac
   shift
 done
 if [ "$cmd" = lm ]; then echo "lm $first -> $out" >> "$CALLS"; touch "$out"; exit 0; fi
@@ -27,7 +29,7 @@ if [ "$cmd" = evaluate ]; then
   [ -z "$utterances" ] || echo '{"set": "c/dev.jsonl", "id": "u1", "word_errors": 1, "words": 4}' > "$utterances"
   echo '{"sets": [{"set": "c/dev.jsonl", "wer": 0.25, "cer": 0.1}]}'; exit 0
 fi
-echo "$init $config -> $out ${precision:-default} $lr $updates" >> "$CALLS"
+echo "$init $config -> $out ${precision:-default} $lr $updates$train" >> "$CALLS"
 mkdir -p "$out" && touch "$out/model.safetensors"
 """
 
@@ -35,7 +37,7 @@ mkdir -p "$out" && touch "$out/model.safetensors"
 @pytest.fixture()
 def work(tmp_path):
     (tmp_path / "w" / "corpus").mkdir(parents=True)
-    for name in ("test.jsonl", "test_espeak.jsonl"):
+    for name in ("train.jsonl", "test.jsonl", "test_espeak.jsonl"):
         (tmp_path / "w" / "corpus" / name).touch()
     stub = tmp_path / "w2v2"
     stub.write_text(STUB)
@@ -84,6 +86,21 @@ def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     (work / "w" / "ship-3" / ".done").unlink()
     assert run(work, "ship", SHIP_ROUNDS=rounds).returncode == 0
     assert calls(work)[3:] == [f"ship-2/model.safetensors  -> ship-3 {NATIVE} 5e-4 4000"]
+
+
+def test_a_round_can_train_on_the_audio_before_augmentation(work):
+    rounds = "300:2e-3 200:5e-4:clean"
+    result = run(work, "ship", SHIP_ROUNDS=rounds)  # no clean manifest: one line before any round is trained
+    assert result.returncode == 2 and "train_clean.jsonl (rerun the corpus stage" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (work / "calls").exists()
+    (work / "w" / "corpus" / "train_clean.jsonl").touch()
+    result = run(work, "ship", SHIP_ROUNDS=rounds)
+    assert result.returncode == 0, result.stderr
+    assert calls(work) == [f"scratch small-preln -> ship {NATIVE} 2e-3 300",
+                           f"ship/model.safetensors  -> ship-2 {NATIVE} 5e-4 200 train_clean.jsonl"]
+    # Bad rounds are refused before any stage runs, even when the ship stage is not asked for.
+    result = run(work, "pretrain", SHIP_ROUNDS="300:2e-3:noisy")
+    assert result.returncode == 2 and "'300:2e-3:noisy' is not" in result.stderr and len(calls(work)) == 2
 
 
 def test_ship_config_picks_the_first_rounds_preset(work):
@@ -159,7 +176,9 @@ def test_bad_settings_stop_with_one_line(work):
     assert not (work / "calls").exists()
     (work / "w" / "corpus" / "test.jsonl").touch()
     for rounds, message in (("6000", "'6000' is not UPDATES:LR"), ("6000:fast", "'6000:fast' is not UPDATES:LR"),
-                            ("0:1e-3", "'0:1e-3' is not UPDATES:LR"), (" ", "SHIP_ROUNDS is empty")):
+                            ("0:1e-3", "'0:1e-3' is not UPDATES:LR"), (" ", "SHIP_ROUNDS is empty"),
+                            ("6000:2e-3:noisy", "'6000:2e-3:noisy' is not"), ("6000:2e-3:", "'6000:2e-3:' is not"),
+                            ("6000:2e-3:clean:1", "'6000:2e-3:clean:1' is not")):
         result = run(work, "ship", SHIP_ROUNDS=rounds)
         assert result.returncode == 2 and message in result.stderr, (rounds, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ stage is cached under OUT and resumes when rerun:
     OUT/train/       the same utterances augmented with sox (tempo or speed, white or pink noise, reverb, gain)
     OUT/dev/, test/  clean utterances of held-out sentences
     OUT/train.jsonl  `--hours` of augmented speech from the training voices
+    OUT/train_clean.jsonl  the same utterances before augmentation (OUT/clean/)
     OUT/dev.jsonl    held-out sentences, training voices (5% of the training hours, at least 200 utterances)
     OUT/test.jsonl   held-out sentences, held-out voices: flite's slt and one espeak-ng accent with variants
                      that training never uses (as many hours as dev)
@@ -705,11 +706,15 @@ def remove_stale(out: Path, made: list[Item]) -> int:
     return removed
 
 
-def write_manifest(path: Path, out: Path, made: list[tuple[Item, float]]) -> None:
-    records = [{"id": f"{item.split}-{item.index:06d}", "audio": item.path(out).relative_to(out).as_posix(),
-                "text": item.sentence["transcript"], "speaker": item.voice["speaker"], "duration": round(seconds, 4),
+def write_manifest(path: Path, out: Path, made: list[tuple[Item, float]], clean: bool = False) -> None:
+    """A split's manifest; `clean`: its utterances as rendered, before augmentation (OUT/clean/), with their own
+    durations (tempo and speed change them)."""
+    records = [{"id": f"{item.split}-{item.index:06d}",
+                "audio": (item.clean_path(out) if clean else item.path(out)).relative_to(out).as_posix(),
+                "text": item.sentence["transcript"], "speaker": item.voice["speaker"],
+                "duration": round(sf.info(str(item.clean_path(out))).duration if clean else seconds, 4),
                 "voice": item.voice["description"], "source": item.sentence["source"],
-                "augment": describe_augment(item.augment) if item.augment is not None else None}
+                "augment": describe_augment(item.augment) if item.augment is not None and not clean else None}
                for item, seconds in made]
     _write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
@@ -766,9 +771,10 @@ def main() -> None:
             made[split], rendered = render_split(items, target_s, min_count, args.out, pool, noise_rms, meter)
             all_items += rendered
             print(f"{split}: done in {time.perf_counter() - split_start:.0f} s", file=sys.stderr)
-    # Test's halves before test.jsonl, which marks a finished corpus.
+    # Test's halves and the clean training manifest before test.jsonl, which marks a finished corpus.
     for half, records in test_halves(made["test"]).items():
         write_manifest(args.out / f"{half}.jsonl", args.out, records)
+    write_manifest(args.out / "train_clean.jsonl", args.out, made["train"], clean=True)
     for split, records in made.items():
         write_manifest(args.out / f"{split}.jsonl", args.out, records)
     removed = remove_stale(args.out, all_items)

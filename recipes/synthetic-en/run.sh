@@ -4,7 +4,8 @@
 #
 # Usage: recipes/synthetic-en/run.sh [WORK_DIR]
 #   knobs (environment): CONFIG (small-preln), HOURS (12), PRETRAIN_UPDATES (3000), FINETUNE_UPDATES (1600),
-#   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("6000:2e-3 10000:2e-3"), SHIP_PRECISION
+#   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("6000:2e-3 10000:2e-3": UPDATES:LR, or
+#   UPDATES:LR:clean for a round on the audio before augmentation, per round), SHIP_PRECISION
 #   (bf16 autocast on a CPU with AVX512-BF16 or AMX, else fp32), THREADS,
 #   LM_ORDER (3), LM_MIN_COUNT (2), LM_ALPHA (0.5), LM_BETA (1.0),
 #   STAGES (default "corpus pretrain finetune ship lm evaluate": the stages to run, e.g. STAGES="ship evaluate"),
@@ -37,9 +38,29 @@ ROOT=$(cd "$HERE/../.." && pwd)
 C="$WORK/corpus"
 stamp() { echo "[$(date '+%F %T')] $*" >&2; }
 
+# The embedded model's rounds (the ship stage, below), read and checked before any stage runs.
+# SHIP_ROUNDS: one UPDATES:LR[:clean] entry per round. The first round trains from scratch in ship/; each later
+# round k starts again from round k-1's model with a fresh schedule (warm-up to its LR, then decay) in ship-k/, its
+# conv feature encoder frozen (finetune's default with --init). A round trains on the augmented audio
+# (train.jsonl), or with `:clean` on the same utterances before augmentation (train_clean.jsonl). The last
+# round's model is the embedded one.
+SHIP_ROUNDS=${SHIP_ROUNDS:-6000:2e-3 10000:2e-3}
+ship_runs=(); round_updates=(); round_lr=(); round_train=(); k=0
+for round in $SHIP_ROUNDS; do
+  k=$((k + 1)); IFS=: read -r updates lr data extra <<< "$round"
+  [[ "$updates" =~ ^[1-9][0-9]*$ && "$lr" =~ ^[0-9.]+(e-?[0-9]+)?$ && ( -z "$data" || "$data" = clean ) && -z "$extra"
+     && "$round" != *: ]] || {
+    echo "run.sh: SHIP_ROUNDS: '$round' is not UPDATES:LR or UPDATES:LR:clean (e.g. 6000:2e-3)" >&2; exit 2; }
+  ship_runs+=("$([ $k = 1 ] && echo ship || echo "ship-$k")")
+  round_updates+=("$updates"); round_lr+=("$lr"); round_train+=("$C/train${data:+_$data}.jsonl")
+done
+[ $k -gt 0 ] || { echo "run.sh: SHIP_ROUNDS is empty (e.g. SHIP_ROUNDS=6000:2e-3)" >&2; exit 2; }
+SHIP=${ship_runs[-1]}
+
 # 1-3. Text, speech, augmentation (make_corpus.py caches every file; its manifests are written last).
-# A corpus from before test's halves were written gets them from a rerun (15 s: every file is cached).
-want corpus && { [ -f "$C/test.jsonl" ] && [ -f "$C/test_espeak.jsonl" ] || {
+# A corpus from before test's halves or train_clean.jsonl were written gets them from a rerun (15-30 s: every
+# file is cached).
+want corpus && { [ -f "$C/test.jsonl" ] && [ -f "$C/test_espeak.jsonl" ] && [ -f "$C/train_clean.jsonl" ] || {
   stamp corpus; "$PYTHON" "$HERE/make_corpus.py" "$C" --hours "$HOURS"; }; }
 [ -f "$C/test.jsonl" ] || { echo "run.sh: no corpus in $C (run the corpus stage)" >&2; exit 2; }
 
@@ -85,35 +106,26 @@ want finetune && {
 SHIP_CONFIG=${SHIP_CONFIG:-small-preln}
 # bf16 only where the CPU computes it (AVX512-BF16 or AMX): emulated bf16 trained about 7x slower than fp32.
 SHIP_PRECISION=${SHIP_PRECISION:-$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)}
-# SHIP_ROUNDS: one UPDATES:LR pair per round. The first round trains from scratch in ship/; each later round k
-# starts again from round k-1's model with a fresh schedule (warm-up to its LR, then decay) in ship-k/, its conv
-# feature encoder frozen (finetune's default with --init). The last round's model is the embedded one.
-SHIP_ROUNDS=${SHIP_ROUNDS:-6000:2e-3 10000:2e-3}
-ship_runs=(); k=0
-for round in $SHIP_ROUNDS; do
-  k=$((k + 1)); updates=${round%%:*}; lr=${round#*:}
-  [[ "$round" == *:* && "$updates" =~ ^[1-9][0-9]*$ && "$lr" =~ ^[0-9.]+(e-?[0-9]+)?$ ]] || {
-    echo "run.sh: SHIP_ROUNDS: '$round' is not UPDATES:LR (e.g. 6000:2e-3)" >&2; exit 2; }
-  ship_runs+=("$([ $k = 1 ] && echo ship || echo "ship-$k")")
-done
-[ $k -gt 0 ] || { echo "run.sh: SHIP_ROUNDS is empty (e.g. SHIP_ROUNDS=6000:2e-3)" >&2; exit 2; }
-SHIP=${ship_runs[-1]}
 want ship && {
   if [ -d "$WORK/ship" ] && [ ! -f "$WORK/ship/.one-run" ]; then
     [ -e "$WORK/ship-old" ] && { echo "run.sh: $WORK/ship is from an older recipe and $WORK/ship-old exists:" \
       "move one of them away" >&2; exit 2; }
     stamp "ship: moving the older recipe's last run to ship-old"; mv "$WORK/ship" "$WORK/ship-old"
   fi
+  for train in "${round_train[@]}"; do
+    [ -f "$train" ] || { echo "run.sh: no $train (rerun the corpus stage: it writes it in seconds)" >&2; exit 2; }
+  done
   mkdir -p "$WORK/ship"; touch "$WORK/ship/.one-run"
   k=0; init=(--init scratch --config "$SHIP_CONFIG")
   for round in $SHIP_ROUNDS; do
-    run=${ship_runs[$k]}; k=$((k + 1))
+    run=${ship_runs[$k]}; updates=${round_updates[$k]}; lr=${round_lr[$k]}; train=${round_train[$k]}; k=$((k + 1))
     if [ $k -gt 1 ] && [ -f "$WORK/$run/.done" ] && [ "$WORK/$previous/model.safetensors" -nt "$WORK/$run/.done" ]; then
       echo "run.sh: $WORK/$run was trained from an older $previous: move it away to train round $k again" >&2; exit 2
     fi
     if [ ! -f "$WORK/$run/.done" ]; then
-      stamp "ship round $k ($run)"; "$W2V2" finetune "${init[@]}" --train "$C/train.jsonl" --valid "$C/dev.jsonl" \
-        --output "$WORK/$run" --lr "${round#*:}" --max-updates "${round%%:*}" --max-tokens 320000 --update-freq 1 \
+      stamp "ship round $k ($run, $(basename "$train"))"
+      "$W2V2" finetune "${init[@]}" --train "$train" --valid "$C/dev.jsonl" \
+        --output "$WORK/$run" --lr "$lr" --max-updates "$updates" --max-tokens 320000 --update-freq 1 \
         --freeze-updates 0 --mask-prob 0 --mask-channel-prob 0 --layerdrop 0 --valid-every 1000 --save-every 100 \
         --log-every 25 --threads "$THREADS" --precision "$SHIP_PRECISION"
       touch "$WORK/$run/.done"
