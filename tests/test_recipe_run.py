@@ -72,21 +72,20 @@ def calls(work: Path) -> list[str]:
 def test_the_ship_stage_trains_each_round_from_the_one_before(work):
     result = run(work, "ship")
     assert result.returncode == 0, result.stderr
-    assert calls(work) == [f"scratch small-preln -> ship {NATIVE} 2e-3 6000",
-                           f"ship/model.safetensors  -> ship-2 {NATIVE} 2e-3 10000",
-                           f"ship-2/model.safetensors  -> ship-3 {NATIVE} 5e-4 2000 train_clean.jsonl"]
-    assert all((work / "w" / name).exists() for name in ("ship/.one-run", "ship/.done", "ship-2/.done", "ship-3/.done"))
+    assert calls(work) == [f"scratch small-preln -> ship {NATIVE} 3e-3 7000 train_clean.jsonl",
+                           f"ship/model.safetensors  -> ship-2 {NATIVE} 1e-3 3000 train_clean.jsonl"]
+    assert all((work / "w" / name).exists() for name in ("ship/.one-run", "ship/.done", "ship-2/.done"))
     # Finished rounds are not run again; a new round starts from the last one, with the knobs reaching it.
     result = run(work, "ship")
-    assert result.returncode == 0 and "moving" not in result.stderr and len(calls(work)) == 3
-    rounds = "6000:2e-3 10000:2e-3 2000:5e-4:clean 4000:5e-4"
+    assert result.returncode == 0 and "moving" not in result.stderr and len(calls(work)) == 2
+    rounds = "7000:3e-3:clean 3000:1e-3:clean 4000:5e-4"
     result = run(work, "ship", SHIP_ROUNDS=rounds, SHIP_PRECISION="fp32")
     assert result.returncode == 0, result.stderr
-    assert calls(work)[3:] == ["ship-3/model.safetensors  -> ship-4 fp32 5e-4 4000"]
+    assert calls(work)[2:] == ["ship-2/model.safetensors  -> ship-3 fp32 5e-4 4000"]
     # An interrupted round (no .done) is called again: the trainer resumes it from its checkpoints.
-    (work / "w" / "ship-4" / ".done").unlink()
+    (work / "w" / "ship-3" / ".done").unlink()
     assert run(work, "ship", SHIP_ROUNDS=rounds).returncode == 0
-    assert calls(work)[4:] == [f"ship-3/model.safetensors  -> ship-4 {NATIVE} 5e-4 4000"]
+    assert calls(work)[3:] == [f"ship-2/model.safetensors  -> ship-3 {NATIVE} 5e-4 4000"]
 
 
 def test_a_round_can_train_on_the_audio_before_augmentation(work):
@@ -146,7 +145,7 @@ def test_a_round_trained_from_an_older_model_stops_the_stage(work):
     os.utime(model, (later, later))  # round 1 retrained after round 2 finished
     result = run(work, "ship")
     assert result.returncode == 2 and "trained from an older ship" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and len(calls(work)) == 3
+    assert len(result.stderr.strip().splitlines()) == 1 and len(calls(work)) == 2
 
 
 def test_an_older_recipes_ship_folder_moves_to_ship_old_once(work):

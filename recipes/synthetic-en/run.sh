@@ -4,7 +4,7 @@
 #
 # Usage: recipes/synthetic-en/run.sh [WORK_DIR]
 #   knobs (environment): CONFIG (small-preln), HOURS (12), PRETRAIN_UPDATES (3000), FINETUNE_UPDATES (1600),
-#   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("6000:2e-3 10000:2e-3 2000:5e-4:clean":
+#   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("7000:3e-3:clean 3000:1e-3:clean":
 #   UPDATES:LR, or UPDATES:LR:clean for a round on the audio before augmentation, per round), SHIP_PRECISION
 #   (bf16 autocast on a CPU with AVX512-BF16 or AMX, else fp32), THREADS,
 #   LM_ORDER (3), LM_MIN_COUNT (2), LM_ALPHA (0.5), LM_BETA (1.0),
@@ -42,10 +42,11 @@ stamp() { echo "[$(date '+%F %T')] $*" >&2; }
 # SHIP_ROUNDS: one UPDATES:LR[:clean] entry per round. The first round trains from scratch in ship/; each later
 # round k starts again from round k-1's model with a fresh schedule (warm-up to its LR, then decay) in ship-k/, its
 # conv feature encoder frozen (finetune's default with --init). A round trains on the augmented audio
-# (train.jsonl), or with `:clean` on the same utterances before augmentation (train_clean.jsonl): the shipped
-# model's short last round, whose clean audio gained 1-2 WER points where the augmented audio gained none. The
-# last round's model is the embedded one.
-SHIP_ROUNDS=${SHIP_ROUNDS:-6000:2e-3 10000:2e-3 2000:5e-4:clean}
+# (train.jsonl), or with `:clean` on the same utterances before augmentation (train_clean.jsonl). The shipped
+# model is two rounds on clean audio (126 minutes on one core): level on every held-out set with the previous
+# recipe's three rounds, two of them on augmented audio (6000:2e-3 10000:2e-3 2000:5e-4:clean, 223 minutes).
+# The last round's model is the embedded one.
+SHIP_ROUNDS=${SHIP_ROUNDS:-7000:3e-3:clean 3000:1e-3:clean}
 ship_runs=(); round_updates=(); round_lr=(); round_train=(); k=0
 for round in $SHIP_ROUNDS; do
   k=$((k + 1)); IFS=: read -r updates lr data extra <<< "$round"
