@@ -277,3 +277,17 @@ def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
         result = CliRunner().invoke(app, base + extra)
         assert result.exit_code == 0, result.output
     assert seen == [False, True, False]
+
+
+def test_scratch_runs_with_one_seed_start_and_end_alike(labeled, tmp_path):
+    """--init scratch draws its weights from the run's seed, not from whatever torch's global RNG holds."""
+    def run(name, seed, global_seed):
+        torch.manual_seed(global_seed)
+        configure = configs(2)
+        summary = finetune(labeled, tmp_path / name, init="scratch", config="tiny",
+                           configure=lambda hours: (configure(hours)[0].replace(seed=seed), configure(hours)[1]))
+        return load_model(summary["model"]).state_dict()
+
+    a, b, c = run("a", 1, 123), run("b", 1, 456), run("c", 2, 123)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

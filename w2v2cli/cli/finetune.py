@@ -61,7 +61,8 @@ def finetune(
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, "
                                                               "bf16 or fp16."),
     num_workers: int = typer.Option(2, "--num-workers", help="Data loading processes per device."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the subset, head, data order and masks."),
+    seed: int = typer.Option(1, "--seed",
+                             help="Seed of the subset, initial weights (scratch) and head, data order and masks."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing",
                                                   help="Recompute Transformer activations in backward."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),

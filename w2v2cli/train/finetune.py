@@ -133,17 +133,18 @@ def finetune(
     for source in (train_source, *valid_sources):
         for problem in source.problems:
             emit({"event": "data_problem", "source": source.name, "problem": problem})
-    if str(init) == "scratch":
-        base = build_model(preset(config, **({"conv_init": conv_init} if conv_init else {})))
-    else:
-        base = load_model(init)
-
     data_hours = hours if hours is not None else train_source.hours()
     if configure is not None:
         cfg, tune = configure(data_hours)
     else:
         defaults = recipe_defaults(data_hours)
         cfg, tune = train_config or defaults[0], finetune_config or defaults[1]
+    if str(init) == "scratch":
+        # The seed fixes the initial weights too: two scratch runs with the same --seed start from the same model.
+        torch.manual_seed(cfg.seed)
+        base = build_model(preset(config, **({"conv_init": conv_init} if conv_init else {})))
+    else:
+        base = load_model(init)
     utterances = train_source.utterances
     if hours is not None:
         utterances = select_hours(utterances, hours, cfg.seed)
