@@ -16,11 +16,11 @@ RUN = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "run.sh
 
 STUB = """#!/usr/bin/env bash
 cmd=$1; first=$2; out=""; init=""; precision=""; config=""; lr=""; updates=""; model=""; utterances=""; lm=""
-train=""
+train=""; threads=""
 while [ $# -gt 0 ]; do
   case $1 in --output) out=$2;; --init) init=$2;; --precision) precision=$2;; --config) config=$2;; --lr) lr=$2;;
     --max-updates) updates=$2;; -m) model=$2;; --utterances) utterances=$2;; --lm) lm=" lm";;
-    --train) [[ $2 == */train.jsonl ]] || train=" ${2##*/}";; esac
+    --train) [[ $2 == */train.jsonl ]] || train=" ${2##*/}";; --threads) threads=$2;; esac
   shift
 done
 if [ "$cmd" = lm ]; then echo "lm $first -> $out" >> "$CALLS"; touch "$out"; exit 0; fi
@@ -30,6 +30,7 @@ if [ "$cmd" = evaluate ]; then
   echo '{"sets": [{"set": "c/dev.jsonl", "wer": 0.25, "cer": 0.1}]}'; exit 0
 fi
 echo "$init $config -> $out ${precision:-default} $lr $updates$train" >> "$CALLS"
+echo "${out##*/} $threads" >> "$CALLS.threads"
 mkdir -p "$out" && touch "$out/model.safetensors"
 """
 
@@ -102,6 +103,15 @@ def test_a_round_can_train_on_the_audio_before_augmentation(work):
     # Bad rounds are refused before any stage runs, even when the ship stage is not asked for.
     result = run(work, "pretrain", SHIP_ROUNDS="300:2e-3:noisy")
     assert result.returncode == 2 and "'300:2e-3:noisy' is not" in result.stderr and len(calls(work)) == 2
+
+
+def test_the_ship_rounds_train_on_one_thread_unless_told(work):
+    # The shipped model was trained on one thread; the thread count changes the rounding, so the default retraces
+    # it. THREADS still sets the other stages; SHIP_THREADS the rounds.
+    assert run(work, "pretrain ship", THREADS="2").returncode == 0
+    assert (work / "calls.threads").read_text().splitlines() == ["pretrain 2", "ship 1", "ship-2 1"]
+    assert run(work, "ship", SHIP_ROUNDS="7000:3e-3:clean 3000:1e-3:clean 500:1e-3", SHIP_THREADS="2").returncode == 0
+    assert (work / "calls.threads").read_text().splitlines()[3:] == ["ship-3 2"]
 
 
 def test_ship_config_picks_the_first_rounds_preset(work):

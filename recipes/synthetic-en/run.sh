@@ -6,7 +6,7 @@
 #   knobs (environment): CONFIG (small-preln), HOURS (12), PRETRAIN_UPDATES (3000), FINETUNE_UPDATES (1600),
 #   SCRATCH_CONFIG (small-preln), SHIP_CONFIG (small-preln), SHIP_ROUNDS ("7000:3e-3:clean 3000:1e-3:clean":
 #   UPDATES:LR, or UPDATES:LR:clean for a round on the audio before augmentation, per round), SHIP_PRECISION
-#   (bf16 autocast on a CPU with AVX512-BF16 or AMX, else fp32), THREADS,
+#   (bf16 autocast on a CPU with AVX512-BF16 or AMX, else fp32), THREADS (2), SHIP_THREADS (1: the rounds),
 #   LM_ORDER (3), LM_MIN_COUNT (2), LM_ALPHA (0.5), LM_BETA (1.0),
 #   STAGES (default "corpus pretrain finetune ship lm evaluate": the stages to run, e.g. STAGES="ship evaluate"),
 #   PACKAGED (the embedded model that evaluate compares the last round with; default the package's own)
@@ -108,6 +108,11 @@ want finetune && {
 SHIP_CONFIG=${SHIP_CONFIG:-small-preln}
 # bf16 only where the CPU computes it (AVX512-BF16 or AMX): emulated bf16 trained about 7x slower than fp32.
 SHIP_PRECISION=${SHIP_PRECISION:-$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)}
+# One thread (SHIP_THREADS): the shipped model was trained on one, and the thread count changes how sums are split
+# and rounded, so on a CPU with AVX512-BF16 the default retraces the shipped model to the bit (the seed fixes the
+# initial weights and the batch order). More threads train faster on an idle machine: another sample of the same
+# training.
+SHIP_THREADS=${SHIP_THREADS:-1}
 want ship && {
   for train in "${round_train[@]}"; do
     [ -f "$train" ] || { echo "run.sh: no $train (rerun the corpus stage: it writes it in seconds)" >&2; exit 2; }
@@ -129,7 +134,7 @@ want ship && {
       "$W2V2" finetune "${init[@]}" --train "$train" --valid "$C/dev.jsonl" \
         --output "$WORK/$run" --lr "$lr" --max-updates "$updates" --max-tokens 320000 --update-freq 1 \
         --freeze-updates 0 --mask-prob 0 --mask-channel-prob 0 --layerdrop 0 --valid-every 1000 --save-every 100 \
-        --log-every 25 --threads "$THREADS" --precision "$SHIP_PRECISION"
+        --log-every 25 --threads "$SHIP_THREADS" --precision "$SHIP_PRECISION"
       touch "$WORK/$run/.done"
     fi
     previous=$run; init=(--init "$WORK/$run/model.safetensors")
