@@ -109,8 +109,9 @@ SHIP_CONFIG=${SHIP_CONFIG:-small-preln}
 # bf16 only where the CPU computes it (AVX512-BF16 or AMX): emulated bf16 trained about 7x slower than fp32.
 SHIP_PRECISION=${SHIP_PRECISION:-$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)}
 # One thread (SHIP_THREADS): the shipped model was trained on one, and the thread count changes how sums are split
-# and rounded, so on a CPU with AVX512-BF16 the default retraces the shipped model to the bit (the seed fixes the
-# initial weights and the batch order). More threads train faster on an idle machine: another sample of the same
+# and rounded, so on the CPU it was trained on (2-core AMD EPYC, Zen 4, AVX512-BF16) with torch 2.11 the default
+# retraces the shipped model to the bit (the seed fixes the initial weights and the batch order); another CPU or
+# torch version may round differently. More threads train faster on an idle machine: another sample of the same
 # training.
 SHIP_THREADS=${SHIP_THREADS:-1}
 want ship && {
