@@ -1,5 +1,6 @@
 """CTC fine-tuning and evaluation: learning on speech, hours subsets, preflight, resume, WER tables, bad input."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -277,6 +278,35 @@ def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
         result = CliRunner().invoke(app, base + extra)
         assert result.exit_code == 0, result.output
     assert seen == [False, True, False]
+
+
+def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
+    """Each FinetuneConfig field has an option that reaches the config; a bad value is a one-line error."""
+    import w2v2cli.train.finetune as library
+    from typer.testing import CliRunner
+
+    from w2v2cli.cli import app
+
+    seen = []
+
+    def fake(train, output, valid, init, config, hours, configure, on_event, conv_init=None):
+        seen.append(configure(1.0)[1])
+        return {}
+
+    monkeypatch.setattr(library, "finetune", fake)
+    given = dict(freeze_updates=7, mask_prob=0.3, mask_length=2, mask_channel_prob=0.1, mask_channel_length=16,
+                 layerdrop=0.05, dropout=0.01, attention_dropout=0.02, activation_dropout=0.03,
+                 feature_dropout=0.04, final_dropout=0.06)
+    args = ["finetune", "--init", "m.safetensors", "--train", "t.jsonl", "-o", str(tmp_path)]
+    for name, value in given.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    result = CliRunner().invoke(app, args + ["--train-feature-encoder"])
+    assert result.exit_code == 0, result.output
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    assert fields == set(given) | {"train_feature_encoder"}
+    assert {name: getattr(seen[0], name) for name in given} == given and seen[0].train_feature_encoder
+    bad = CliRunner().invoke(app, args[:7] + ["--mask-length", "0"])
+    assert bad.exit_code != 0 and "mask-length must be >= 1, not 0" in bad.output and "Traceback" not in bad.output
 
 
 def test_scratch_runs_with_one_seed_start_and_end_alike(labeled, tmp_path):

@@ -325,8 +325,9 @@ class FinetuneConfig:
                      "activation_dropout", "feature_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1), not {getattr(self, name)}")
-        if self.mask_length < 1 or self.mask_channel_length < 1 or self.freeze_updates < 0:
-            raise ConfigError("mask lengths must be >= 1 and freeze updates >= 0")
+        for name, least in (("mask_length", 1), ("mask_channel_length", 1), ("freeze_updates", 0)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= {least}, not {getattr(self, name)}")
 
     def replace(self, **changes) -> "FinetuneConfig":
         return dataclasses.replace(self, **changes)

@@ -40,7 +40,18 @@ def finetune(
                                                                       f"({RECIPE})."),
     mask_prob: float = typer.Option(None, "--mask-prob", help="Time-mask span starts per frame x span length "
                                                               "(default 0.65: 0.065 x 10)."),
+    mask_length: int = typer.Option(None, "--mask-length", help="Time-mask span length in frames (default 10)."),
     mask_channel_prob: float = typer.Option(None, "--mask-channel-prob", help=f"Channel masking ({RECIPE})."),
+    mask_channel_length: int = typer.Option(None, "--mask-channel-length",
+                                            help="Channel-mask span length (default 64; 1/12 of the width for "
+                                                 "models narrower than 768)."),
+    dropout: float = typer.Option(None, "--dropout", help="Dropout in the Transformer (default 0)."),
+    attention_dropout: float = typer.Option(None, "--attention-dropout", help="Attention dropout (default 0)."),
+    activation_dropout: float = typer.Option(None, "--activation-dropout",
+                                             help="Dropout after the feed-forward activation (default 0.1)."),
+    feature_dropout: float = typer.Option(None, "--feature-dropout",
+                                          help="Dropout on the projected features (default 0)."),
+    final_dropout: float = typer.Option(None, "--final-dropout", help="Dropout before the CTC head (default 0)."),
     layerdrop: float = typer.Option(None, "--layerdrop", help=f"Transformer layerdrop ({RECIPE})."),
     train_feature_encoder: bool = typer.Option(
         None, "--train-feature-encoder/--freeze-feature-encoder",
@@ -94,8 +105,10 @@ def finetune(
     if "max_tokens" in given:
         given["max_sample_size"] = given["max_tokens"]
     tune_given = {k: v for k, v in dict(
-        freeze_updates=freeze_updates, mask_prob=mask_prob, mask_channel_prob=mask_channel_prob,
-        layerdrop=layerdrop, train_feature_encoder=train_feature_encoder,
+        freeze_updates=freeze_updates, mask_prob=mask_prob, mask_length=mask_length,
+        mask_channel_prob=mask_channel_prob, mask_channel_length=mask_channel_length, layerdrop=layerdrop,
+        dropout=dropout, attention_dropout=attention_dropout, activation_dropout=activation_dropout,
+        feature_dropout=feature_dropout, final_dropout=final_dropout, train_feature_encoder=train_feature_encoder,
     ).items() if v is not None}
 
     def configs(data_hours: float):
