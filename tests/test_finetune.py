@@ -283,9 +283,6 @@ def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
 def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
     """Each FinetuneConfig field has an option that reaches the config; a bad value is a one-line error."""
     import w2v2cli.train.finetune as library
-    from typer.testing import CliRunner
-
-    from w2v2cli.cli import app
 
     seen = []
 
