@@ -18,7 +18,7 @@ from w2v2cli.data.subset import select_hours
 from w2v2cli.errors import ConfigError, ModelFileError
 from w2v2cli.evaluate import evaluate
 from w2v2cli.text import encode_transcript, training_characters
-from w2v2cli.train.finetune import SUBSET_FILE, ctc_frames_needed, finetune, recipe_defaults
+from w2v2cli.train.finetune import SUBSET_FILE, ctc_frames_needed, finetune, recipe_defaults, with_ctc_head
 
 SPEECH = Path(__file__).resolve().parent / "fixtures" / "speech"
 runner = CliRunner()
@@ -293,7 +293,7 @@ def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
     monkeypatch.setattr(library, "finetune", fake)
     given = dict(freeze_updates=7, mask_prob=0.3, mask_length=2, mask_channel_prob=0.1, mask_channel_length=16,
                  layerdrop=0.05, dropout=0.01, attention_dropout=0.02, activation_dropout=0.03,
-                 feature_dropout=0.04, final_dropout=0.06)
+                 feature_dropout=0.04, final_dropout=0.06, reinit_layers=2)
     args = ["finetune", "--init", "m.safetensors", "--train", "t.jsonl", "-o", str(tmp_path)]
     for name, value in given.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
@@ -304,6 +304,31 @@ def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
     assert {name: getattr(seen[0], name) for name in given} == given and seen[0].train_feature_encoder
     bad = CliRunner().invoke(app, args[:7] + ["--mask-length", "0"])
     assert bad.exit_code != 0 and "mask-length must be >= 1, not 0" in bad.output and "Traceback" not in bad.output
+
+
+def test_reinit_layers_start_the_top_layers_afresh(labeled, tmp_path):
+    """--reinit-layers N keeps every pretrained weight but the top N Transformer layers', which start from the
+    seed's fresh draw; asking for more layers than the model has, or for it with scratch, is a clear error."""
+    vocab = Vocabulary.from_characters("ABC")
+    torch.manual_seed(0)
+    first, second = build_model(preset("tiny")), build_model(preset("tiny"))
+    top = first.config.num_layers - 1
+    a, b = (with_ctc_head(m, vocab, FinetuneConfig(reinit_layers=1), seed=3).state_dict() for m in (first, second))
+    kept = first.state_dict()
+    for name, value in kept.items():
+        if name.startswith(f"transformer.layers.{top}."):
+            assert torch.equal(a[name], b[name]), name  # the seed's draw, whatever the pretrained weights
+            assert value.dim() < 2 or not torch.equal(a[name], value), name  # biases and norms start alike
+        else:
+            assert torch.equal(a[name], value), name
+    init = save_model(first, tmp_path / "init.safetensors")
+    with pytest.raises(ConfigError, match=rf"--reinit-layers {top + 2}: .* has {top + 1} Transformer layers"):
+        finetune(labeled, tmp_path / "a", init=init, configure=configs(1, reinit_layers=top + 2))
+    with pytest.raises(ConfigError, match="--reinit-layers only goes with a pretrained --init"):
+        finetune(labeled, tmp_path / "b", init="scratch", config="tiny", configure=configs(1, reinit_layers=1))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    summary = finetune(labeled, tmp_path / "c", init=init, configure=configs(2, reinit_layers=top + 1))
+    assert summary["update"] == 2
 
 
 def test_scratch_runs_with_one_seed_start_and_end_alike(labeled, tmp_path):

@@ -319,13 +319,17 @@ class FinetuneConfig:
     activation_dropout: float = 0.1
     feature_dropout: float = 0.0  # fairseq dropout_input
     final_dropout: float = 0.0
+    # Transformer layers at the top that start from fresh weights instead of the pretrained ones: the top layers
+    # of a pretrained wav2vec 2.0 serve the contrastive task more than recognition (Pasad et al., 2021).
+    reinit_layers: int = 0
 
     def __post_init__(self):
         for name in ("mask_prob", "mask_channel_prob", "layerdrop", "dropout", "attention_dropout",
                      "activation_dropout", "feature_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1), not {getattr(self, name)}")
-        for name, least in (("mask_length", 1), ("mask_channel_length", 1), ("freeze_updates", 0)):
+        for name, least in (("mask_length", 1), ("mask_channel_length", 1), ("freeze_updates", 0),
+                            ("reinit_layers", 0)):
             if getattr(self, name) < least:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= {least}, not {getattr(self, name)}")
 

@@ -52,6 +52,9 @@ def finetune(
     feature_dropout: float = typer.Option(None, "--feature-dropout",
                                           help="Dropout on the projected features (default 0)."),
     final_dropout: float = typer.Option(None, "--final-dropout", help="Dropout before the CTC head (default 0)."),
+    reinit_layers: int = typer.Option(None, "--reinit-layers",
+                                      help="Start the top N Transformer layers from fresh weights instead of "
+                                           "the pretrained ones (default 0)."),
     layerdrop: float = typer.Option(None, "--layerdrop", help=f"Transformer layerdrop ({RECIPE})."),
     train_feature_encoder: bool = typer.Option(
         None, "--train-feature-encoder/--freeze-feature-encoder",
@@ -109,6 +112,7 @@ def finetune(
         mask_channel_prob=mask_channel_prob, mask_channel_length=mask_channel_length, layerdrop=layerdrop,
         dropout=dropout, attention_dropout=attention_dropout, activation_dropout=activation_dropout,
         feature_dropout=feature_dropout, final_dropout=final_dropout, train_feature_encoder=train_feature_encoder,
+        reinit_layers=reinit_layers,
     ).items() if v is not None}
 
     def configs(data_hours: float):

@@ -40,7 +40,8 @@ def recipe_defaults(hours: float, world_size: int | None = None) -> tuple[TrainC
 
 def with_ctc_head(model: Wav2Vec2, vocab: Vocabulary, tune: FinetuneConfig, seed: int) -> Wav2Vec2:
     """A training copy of `model` with fine-tuning's dropouts and a CTC head over `vocab` (kept when the model
-    already has a head over the same vocabulary, else new: Xavier-uniform weights, zero bias)."""
+    already has a head over the same vocabulary, else new: Xavier-uniform weights, zero bias). The top
+    `tune.reinit_layers` Transformer layers keep the fresh weights drawn from `seed` instead of `model`'s."""
     config = model.config.replace(
         vocab_size=len(vocab), dropout=tune.dropout, attention_dropout=tune.attention_dropout,
         activation_dropout=tune.activation_dropout, feature_dropout=tune.feature_dropout,
@@ -53,6 +54,10 @@ def with_ctc_head(model: Wav2Vec2, vocab: Vocabulary, tune: FinetuneConfig, seed
     state = model.state_dict()
     if model.vocab != vocab:
         state = {k: v for k, v in state.items() if not k.startswith("ctc_head.")}
+    layers = model.config.num_layers
+    fresh = tuple(f"transformer.layers.{i}." for i in range(layers - tune.reinit_layers, layers))
+    if fresh:
+        state = {k: v for k, v in state.items() if not k.startswith(fresh)}
     tuned.load_state_dict(state, strict=False)
     return tuned.train()
 
@@ -139,12 +144,17 @@ def finetune(
     else:
         defaults = recipe_defaults(data_hours)
         cfg, tune = train_config or defaults[0], finetune_config or defaults[1]
+    if str(init) == "scratch" and tune.reinit_layers:
+        raise ConfigError("--reinit-layers only goes with a pretrained --init: a scratch model is all fresh")
     if str(init) == "scratch":
         # The seed fixes the initial weights too: two scratch runs with the same --seed start from the same model.
         torch.manual_seed(cfg.seed)
         base = build_model(preset(config, **({"conv_init": conv_init} if conv_init else {})))
     else:
         base = load_model(init)
+    if tune.reinit_layers > base.config.num_layers:
+        raise ConfigError(f"--reinit-layers {tune.reinit_layers}: {init} has {base.config.num_layers} "
+                          "Transformer layers")
     utterances = train_source.utterances
     if hours is not None:
         utterances = select_hours(utterances, hours, cfg.seed)
