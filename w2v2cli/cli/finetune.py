@@ -54,7 +54,8 @@ def finetune(
     final_dropout: float = typer.Option(None, "--final-dropout", help="Dropout before the CTC head (default 0)."),
     reinit_layers: int = typer.Option(None, "--reinit-layers",
                                       help="Start the top N Transformer layers from fresh weights instead of "
-                                           "the pretrained ones (default 0)."),
+                                           "the pretrained ones (default 0). They stay frozen with the rest "
+                                           "during --freeze-updates."),
     layerdrop: float = typer.Option(None, "--layerdrop", help=f"Transformer layerdrop ({RECIPE})."),
     train_feature_encoder: bool = typer.Option(
         None, "--train-feature-encoder/--freeze-feature-encoder",

@@ -56,8 +56,7 @@ def with_ctc_head(model: Wav2Vec2, vocab: Vocabulary, tune: FinetuneConfig, seed
         state = {k: v for k, v in state.items() if not k.startswith("ctc_head.")}
     layers = model.config.num_layers
     fresh = tuple(f"transformer.layers.{i}." for i in range(layers - tune.reinit_layers, layers))
-    if fresh:
-        state = {k: v for k, v in state.items() if not k.startswith(fresh)}
+    state = {k: v for k, v in state.items() if not k.startswith(fresh)}  # startswith(()) is False
     tuned.load_state_dict(state, strict=False)
     return tuned.train()
 
