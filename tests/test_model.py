@@ -44,6 +44,25 @@ def test_conv_layer_lengths_equal_real_conv_output(length, kernel, stride):
     assert out.shape[-1] == int(out_len)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_waveform_layer_as_a_matrix_product_equals_the_conv(bias):
+    # The first layer (one input channel) runs on the CPU as a product over its input windows, not as a conv.
+    torch.manual_seed(0)
+    layer = ConvLayer(1, 16, 10, 5, bias=bias, norm=None)
+    conv = torch.nn.Conv1d(1, 16, 10, stride=5, bias=bias)
+    conv.load_state_dict(layer.conv.state_dict())
+    for rows, length in [(1, 10), (3, 404), (2, 16005)]:
+        x = torch.randn(rows, 1, length, requires_grad=True)
+        out, _ = layer(x, torch.full((rows,), length))
+        ref = torch.nn.functional.gelu(conv(x))
+        assert out.shape == ref.shape
+        assert torch.allclose(out, ref, atol=1e-6)
+        grads = torch.autograd.grad(out.square().sum(), [x, *layer.conv.parameters()])
+        refs = torch.autograd.grad(ref.square().sum(), [x, *conv.parameters()])
+        for g, r in zip(grads, refs):
+            assert torch.allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
 def test_masked_group_norm_equals_group_norm_without_padding():
     torch.manual_seed(0)
     x = torch.randn(3, 8, 50) * 4 + 2

@@ -1,0 +1,199 @@
+"""Speed of the embedded model through `w2v2 transcribe` on CPU, with the machine's own ceiling beside it.
+
+Usage: .venv/bin/python benchmarks/default_model_cpu.py [AUDIO ...] [--rounds 2] [--threads 2]
+                                                         [--precisions fp32,bf16]
+
+AUDIO: audio files, folders or JSONL manifests (the recipe's test split, e.g.
+/work/corpus/test.jsonl, is what README's figures use). Without AUDIO, 300 seeded slices of 2-6 s are cut
+from `sample_audio/` into a temporary folder.
+
+Each round runs `w2v2 transcribe` once per precision, interleaved, as a fresh process (model load included),
+greedy, on the embedded model. Two speeds per run: the one `transcribe` reports (first file to last) and the
+whole command's wall time. The same CPU's speed varies between sessions and even within an hour, so the
+script also measures what the machine can do right now: fp32 and bf16 matrix products (2048 x 2048) on the
+same threads, and the model's work per audio second (FLOPs counted by PyTorch, attention added
+analytically). The fraction of the fp32 ceiling the model reaches is comparable across machines and days;
+the x real time alone is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from w2v2cli import load_model  # noqa: E402
+from w2v2cli.io.audio import load_audio  # noqa: E402
+
+MODEL = ROOT / "w2v2cli" / "models" / "default.safetensors"
+REPORT = re.compile(r"([\d,.]+) s of audio in ([\d.]+) s \(([\d.]+)x real time\)")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def matmul_ceiling(threads: int, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n matrix product on `threads` threads: the ceiling a compute-bound model can reach."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def model_gflop_per_second(paths: list[Path]) -> float:
+    """The embedded model's FLOPs per audio second over these files, each run whole, as transcribe does for
+    files up to 30 s: PyTorch's counter for convolutions and matrix products, plus attention's two products
+    (4 T^2 D per layer), which the counter does not see inside CPU attention kernels."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = load_model(MODEL).float().eval()
+    cfg = model.config
+    total, seconds = 0.0, 0.0
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        for path in paths:
+            audio = load_audio(path, cfg.sample_rate, cfg.receptive_field)
+            frames = int(model.frame_lengths(torch.tensor([len(audio)]))[0])
+            model(audio[None], torch.tensor([len(audio)]))
+            total += 4 * frames ** 2 * cfg.dim * cfg.num_layers
+            seconds += len(audio) / cfg.sample_rate
+    counted = counter.get_total_flops() - sum(
+        v for k, v in counter.get_flop_counts()["Global"].items() if "attention" in str(k))
+    return (counted + total) / seconds / 1e9
+
+
+def audio_files(inputs: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
+        elif p.suffix == ".jsonl":
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    audio = Path(json.loads(line)["audio"])
+                    paths.append(audio if audio.is_absolute() else p.parent / audio)
+        else:
+            paths.append(p)
+    return paths
+
+
+def slices(folder: Path, count: int = 300) -> list[Path]:
+    rng = np.random.default_rng(0)
+    source = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((ROOT / "sample_audio").glob("*.wav"))])
+    paths = []
+    for i in range(count):
+        n = int(rng.uniform(2, 6) * 16000)
+        start = int(rng.integers(0, len(source) - n))
+        paths.append(folder / f"{i:03d}.wav")
+        sf.write(paths[-1], source[start:start + n], 16000, subtype="PCM_16")
+    return paths
+
+
+def run_transcribe(paths: list[Path], precision: str, threads: int, listing: Path) -> dict:
+    command = [sys.executable, "-m", "w2v2cli", "transcribe", "--precision", precision, "--threads", str(threads),
+               "--format", "jsonl", "-"]
+    start = time.perf_counter()
+    done = subprocess.run(command, input=listing.read_text(), capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"w2v2 transcribe --precision {precision} failed: {done.stderr.strip()[-500:]}")
+    found = REPORT.findall(done.stderr)
+    if not found:
+        raise SystemExit(f"no speed line in transcribe's output: {done.stderr.strip()[-300:]}")
+    audio_s, loop_s, x = (float(v.replace(",", "")) for v in found[-1])
+    texts = {json.loads(line)["path"]: json.loads(line).get("text") for line in done.stdout.splitlines()}
+    return {"precision": precision, "audio_s": audio_s, "loop_s": loop_s, "x_loop": x, "wall_s": wall,
+            "x_wall": audio_s / wall, "texts": texts}
+
+
+def spread(values: list[float]) -> str:
+    lo, hi = round(min(values)), round(max(values))
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("audio", nargs="*")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    args = parser.parse_args()
+    precisions = args.precisions.split(",")
+    flags = cpu_flags()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = audio_files(args.audio) if args.audio else slices(tmp)
+        listing = tmp / "files.txt"
+        listing.write_text("".join(f"{p}\n" for p in paths))
+        print(f"machine: {cpu_name()}, {torch.get_num_threads()} threads available, "
+              f"avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
+              f"amx_bf16 {'yes' if 'amx_bf16' in flags else 'no'}; torch {torch.__version__}", file=sys.stderr)
+        work = model_gflop_per_second(paths)
+        runs = []
+        ceilings = {"fp32": [], "bf16": []}
+        for r in range(args.rounds):
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                ceilings[name].append(matmul_ceiling(args.threads, dtype))
+            for precision in precisions:
+                run = run_transcribe(paths, precision, args.threads, listing)
+                runs.append(run)
+                print(f"round {r + 1}, {precision}: {run['x_loop']:.1f}x (first file to last), "
+                      f"{run['x_wall']:.1f}x (whole command)", file=sys.stderr)
+
+    audio_s = runs[0]["audio_s"]
+    print(f"\n{len(paths)} files, {audio_s:,.1f} s of audio; {args.threads} threads; model work "
+          f"{work:.3f} GFLOP per audio second; matmul ceiling now: fp32 {spread(ceilings['fp32'])} GFLOP/s, "
+          f"bf16 {spread(ceilings['bf16'])} GFLOP/s\n")
+    print("| precision | x real time, first file to last | whole command | model GFLOP/s | of the matmul ceiling "
+          "at that precision |")
+    print("| --- | --- | --- | --- | --- |")
+    for precision in precisions:
+        mine = [r for r in runs if r["precision"] == precision]
+        rate = work * float(np.median([r["x_loop"] for r in mine]))
+        ceiling = float(np.median(ceilings["bf16" if precision == "bf16" else "fp32"]))
+        print(f"| {precision} | {spread([r['x_loop'] for r in mine])}x | {spread([r['x_wall'] for r in mine])}x "
+              f"| {rate:.0f} | {rate / ceiling:.0%} |")
+    if len(precisions) > 1:
+        first = [r for r in runs if r["precision"] == precisions[0]][0]["texts"]
+        for precision in precisions[1:]:
+            other = [r for r in runs if r["precision"] == precision][0]["texts"]
+            differ = sum(first[k] != other.get(k) for k in first)
+            print(f"\ntranscripts that differ between {precisions[0]} and {precision}: {differ} of {len(first)}")
+
+
+if __name__ == "__main__":
+    main()
