@@ -122,12 +122,24 @@ def slices(folder: Path, count: int = 300) -> list[Path]:
     return paths
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's cpu line of /proc/stat (user, nice, system, idle, iowait, irq, softirq, steal, ...)."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_transcribe(paths: list[Path], precision: str, threads: int, listing: Path) -> dict:
     command = [sys.executable, "-m", "w2v2cli", "transcribe", "--precision", precision, "--threads", str(threads),
                "--format", "jsonl", "-"]
-    start = time.perf_counter()
+    before, start = cpu_times(), time.perf_counter()
     done = subprocess.run(command, input=listing.read_text(), capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
+    wall, after = time.perf_counter() - start, cpu_times()
+    # Time the hypervisor gave this machine's CPUs to others while the command ran, as a share of all CPU time.
+    steal = None
+    if before and after and len(after) > 7 and sum(after) > sum(before):
+        steal = (after[7] - before[7]) / (sum(after[:8]) - sum(before[:8]))
     if done.returncode != 0:
         raise SystemExit(f"w2v2 transcribe --precision {precision} failed: {done.stderr.strip()[-500:]}")
     found = REPORT.findall(done.stderr)
@@ -136,7 +148,7 @@ def run_transcribe(paths: list[Path], precision: str, threads: int, listing: Pat
     audio_s, loop_s, x = (float(v.replace(",", "")) for v in found[-1])
     texts = {json.loads(line)["path"]: json.loads(line).get("text") for line in done.stdout.splitlines()}
     return {"precision": precision, "audio_s": audio_s, "loop_s": loop_s, "x_loop": x, "wall_s": wall,
-            "x_wall": audio_s / wall, "texts": texts}
+            "x_wall": audio_s / wall, "steal": steal, "texts": texts}
 
 
 def spread(values: list[float]) -> str:
@@ -171,8 +183,9 @@ def main():
             for precision in precisions:
                 run = run_transcribe(paths, precision, args.threads, listing)
                 runs.append(run)
+                stolen = "" if run["steal"] is None else f", CPU time stolen by the hypervisor {run['steal']:.1%}"
                 print(f"round {r + 1}, {precision}: {run['x_loop']:.1f}x (first file to last), "
-                      f"{run['x_wall']:.1f}x (whole command)", file=sys.stderr)
+                      f"{run['x_wall']:.1f}x (whole command){stolen}", file=sys.stderr)
 
     audio_s = runs[0]["audio_s"]
     print(f"\n{len(paths)} files, {audio_s:,.1f} s of audio; {args.threads} threads; model work "
