@@ -94,8 +94,10 @@ class ConvLayer(nn.Module):
         lengths = conv_output_lengths(lengths, self.kernel, self.stride)
         if x.shape[-1] < self.kernel:  # every utterance in the batch is shorter than the kernel: no frames
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0), lengths
-        x = self._single_channel(x) if self.conv.in_channels == 1 and x.device.type == "cpu" and not static_graph() \
-            else self.conv(x)
+        if self.conv.in_channels == 1 and x.device.type == "cpu" and not static_graph():
+            x = self._single_channel(x)
+        else:
+            x = self.conv(x)
         if self.norm_kind == "group":
             x = self.norm(x, lengths, norm_stats)
         elif self.norm_kind == "layer":
@@ -108,7 +110,9 @@ class ConvLayer(nn.Module):
 
         The same sums as the conv (the embedded model's emissions on 572 test files came out bit-identical),
         but oneDNN runs this layer (1 input channel, kernel 10) on the CPU about 10x slower than the product for
-        most input lengths: 9-11 ms against about 1 ms for 8 rows of 1 s on a 2-core EPYC, torch 2.11."""
+        most input lengths: 9-11 ms against about 1 ms for 8 rows of 1 s on a 2-core EPYC, torch 2.11. Inside
+        the model the layer's output is bound by memory either way, so inference gains a few percent; a
+        training step, whose backward is slow as a conv too, about 1.1x (README: The embedded model)."""
         conv = self.conv
         windows = x[:, 0].unfold(1, self.kernel, self.stride).transpose(1, 2)  # (B, kernel, T), a view
         weight = conv.weight.view(1, conv.out_channels, self.kernel).expand(x.shape[0], -1, -1)
