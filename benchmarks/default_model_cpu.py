@@ -1,26 +1,24 @@
 """Speed of the embedded model through `w2v2 transcribe` on CPU, with the machine's own ceiling beside it.
 
-Usage: .venv/bin/python benchmarks/default_model_cpu.py [AUDIO ...] [--rounds 2] [--threads 2]
+Usage: .venv/bin/python benchmarks/default_model_cpu.py [DATA ...] [--rounds 2] [--threads 2]
                                                          [--precisions fp32,bf16]
 
-AUDIO: audio files, folders or JSONL manifests (the recipe's test split, e.g.
-/work/corpus/test.jsonl, is what README's figures use). Without AUDIO, 300 seeded slices of 2-6 s are cut
+DATA: folders or manifests, as every training command reads them (the recipe's test split, e.g.
+/work/corpus/test.jsonl, is what README's figures use). Without DATA, 300 seeded slices of 2-6 s are cut
 from `sample_audio/` into a temporary folder.
 
 Each round runs `w2v2 transcribe` once per precision, interleaved, as a fresh process (model load included),
 greedy, on the embedded model. Two speeds per run: the one `transcribe` reports (first file to last) and the
 whole command's wall time. The same CPU's speed varies between sessions and even within an hour, so the
 script also measures what the machine can do right now: fp32 and bf16 matrix products (2048 x 2048) on the
-same threads, and the model's work per audio second (FLOPs counted by PyTorch, attention added
-analytically). The fraction of the fp32 ceiling the model reaches is comparable across machines and days;
-the x real time alone is not.
+same threads, and the model's work per audio second (counted from its config by w2v2cli/train/flops.py). The
+share of the ceiling the model reaches is comparable across machines and days; the x real time alone is not.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -34,31 +32,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from pretrain_throughput import cpu_name  # noqa: E402
+
 from w2v2cli import load_model  # noqa: E402
-from w2v2cli.io.audio import load_audio  # noqa: E402
+from w2v2cli.data import read_source  # noqa: E402
+from w2v2cli.inference import cpu_has_native_bf16  # noqa: E402
+from w2v2cli.train.flops import forward_flops  # noqa: E402
 
 MODEL = ROOT / "w2v2cli" / "models" / "default.safetensors"
 REPORT = re.compile(r"([\d,.]+) s of audio in ([\d.]+) s \(([\d.]+)x real time\)")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def matmul_ceiling(threads: int, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -73,53 +55,22 @@ def matmul_ceiling(threads: int, dtype: torch.dtype, n: int = 2048, repeats: int
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def model_gflop_per_second(paths: list[Path]) -> float:
-    """The embedded model's FLOPs per audio second over these files, each run whole, as transcribe does for
-    files up to 30 s: PyTorch's counter for convolutions and matrix products, plus attention's two products
-    (4 T^2 D per layer), which the counter does not see inside CPU attention kernels."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = load_model(MODEL).float().eval()
-    cfg = model.config
-    total, seconds = 0.0, 0.0
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        for path in paths:
-            audio = load_audio(path, cfg.sample_rate, cfg.receptive_field)
-            frames = int(model.frame_lengths(torch.tensor([len(audio)]))[0])
-            model(audio[None], torch.tensor([len(audio)]))
-            total += 4 * frames ** 2 * cfg.dim * cfg.num_layers
-            seconds += len(audio) / cfg.sample_rate
-    counted = counter.get_total_flops() - sum(
-        v for k, v in counter.get_flop_counts()["Global"].items() if "attention" in str(k))
-    return (counted + total) / seconds / 1e9
+def model_gflop_per_second(utterances) -> float:
+    """The embedded model's forward FLOPs per audio second over these utterances, each run whole, as transcribe
+    does for files up to 30 s."""
+    cfg = load_model(MODEL).config
+    flops = sum(forward_flops(cfg, u.num_samples) for u in utterances)
+    return flops / (sum(u.num_samples for u in utterances) / cfg.sample_rate) / 1e9
 
 
-def audio_files(inputs: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
-        elif p.suffix == ".jsonl":
-            for line in p.read_text().splitlines():
-                if line.strip():
-                    audio = Path(json.loads(line)["audio"])
-                    paths.append(audio if audio.is_absolute() else p.parent / audio)
-        else:
-            paths.append(p)
-    return paths
-
-
-def slices(folder: Path, count: int = 300) -> list[Path]:
+def slices(folder: Path, count: int = 300) -> None:
+    folder.mkdir()
     rng = np.random.default_rng(0)
     source = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((ROOT / "sample_audio").glob("*.wav"))])
-    paths = []
     for i in range(count):
         n = int(rng.uniform(2, 6) * 16000)
         start = int(rng.integers(0, len(source) - n))
-        paths.append(folder / f"{i:03d}.wav")
-        sf.write(paths[-1], source[start:start + n], 16000, subtype="PCM_16")
-    return paths
+        sf.write(folder / f"{i:03d}.wav", source[start:start + n], 16000, subtype="PCM_16")
 
 
 def cpu_times() -> list[int] | None:
@@ -146,7 +97,7 @@ def run_transcribe(paths: list[Path], precision: str, threads: int, listing: Pat
     if not found:
         raise SystemExit(f"no speed line in transcribe's output: {done.stderr.strip()[-300:]}")
     audio_s, loop_s, x = (float(v.replace(",", "")) for v in found[-1])
-    texts = {json.loads(line)["path"]: json.loads(line).get("text") for line in done.stdout.splitlines()}
+    texts = {r["path"]: r.get("text") for r in map(json.loads, done.stdout.splitlines())}
     return {"precision": precision, "audio_s": audio_s, "loop_s": loop_s, "x_loop": x, "wall_s": wall,
             "x_wall": audio_s / wall, "steal": steal, "texts": texts}
 
@@ -158,23 +109,24 @@ def spread(values: list[float]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("audio", nargs="*")
+    parser.add_argument("data", nargs="*")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()
     precisions = args.precisions.split(",")
-    flags = cpu_flags()
+    native = {True: "yes", False: "no", None: "unknown"}[cpu_has_native_bf16()]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = audio_files(args.audio) if args.audio else slices(tmp)
+        if not args.data:
+            slices(tmp / "slices")
+        utterances = [u for spec in (args.data or [tmp / "slices"]) for u in read_source(spec).utterances]
+        paths = [u.path for u in utterances]
         listing = tmp / "files.txt"
         listing.write_text("".join(f"{p}\n" for p in paths))
-        print(f"machine: {cpu_name()}, {torch.get_num_threads()} threads available, "
-              f"avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
-              f"amx_bf16 {'yes' if 'amx_bf16' in flags else 'no'}; torch {torch.__version__}", file=sys.stderr)
-        work = model_gflop_per_second(paths)
+        print(f"machine: {cpu_name()}, bf16 in hardware: {native}; torch {torch.__version__}", file=sys.stderr)
+        work = model_gflop_per_second(utterances)
         runs = []
         ceilings = {"fp32": [], "bf16": []}
         for r in range(args.rounds):
