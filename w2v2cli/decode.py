@@ -5,41 +5,35 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import ConfigError
+from .results import Word
 from .text import Vocabulary
 
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float  # seconds
-    end: float  # seconds
-    score: float  # mean posterior probability of the word's frames, 0..1
-    chars: tuple["Word", ...] = ()  # per-character spans, where the producer has them (alignment)
-
-    def to_dict(self) -> dict:
-        out = {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
-               "score": round(self.score, 4)}
-        if self.chars:
-            out["chars"] = [{"char": c.word, **{k: v for k, v in c.to_dict().items() if k != "word"}}
-                            for c in self.chars]
-        return out
+__all__ = ["BeamDecoder", "GreedyDecoder", "Word", "best_path_runs", "greedy_decode"]
 
 
-def greedy_ids(logits: torch.Tensor, frame_lengths: torch.Tensor) -> list[list[int]]:
-    """Best path per utterance: argmax per frame, repeats collapsed, blanks kept (the caller drops them)."""
-    best = logits.argmax(-1).cpu()  # (B, T)
-    return [torch.unique_consecutive(row[:n]).tolist() for row, n in zip(best, frame_lengths.tolist())]
+def best_path_runs(best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first frame, end frame) of each run of one token in a best path (T,): greedy CTC decoding keeps one token
+    per run and drops the silent ones."""
+    if best.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    return starts, np.r_[starts[1:], best.size]
 
 
 def greedy_decode(logits: torch.Tensor, frame_lengths: torch.Tensor, vocab: Vocabulary) -> list[str]:
-    """Greedy CTC transcripts of a padded batch of logits (B, T, V)."""
-    return [vocab.ids_to_text(ids) for ids in greedy_ids(logits, frame_lengths)]
+    """Greedy CTC transcripts of a padded batch of logits (B, T, V), without timings (training's validation,
+    export checks). `GreedyDecoder` is the same search with word timings, for one utterance."""
+    best = logits.argmax(-1).cpu().numpy()  # (B, T)
+    texts = []
+    for row, n in zip(best, frame_lengths.tolist()):
+        starts, _ = best_path_runs(row[:n])
+        texts.append(vocab.ids_to_text(row[starts]))
+    return texts
 
 
 class GreedyDecoder:
@@ -51,12 +45,9 @@ class GreedyDecoder:
 
     def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[Word]]:
         """log_probs: (T, V) for one utterance."""
-        best_lp, best = log_probs.max(-1)
+        best_lp, best = log_probs.max(-1)  # the first of equal maxima, as argmax
         best, probs = best.numpy(), best_lp.exp().numpy()
-        if best.size == 0:
-            return "", []
-        starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])  # first frame of each run
-        ends = np.r_[starts[1:], best.size]
+        starts, ends = best_path_runs(best)
         words, chars, first, last, frame_probs = [], [], 0, 0, []
 
         def close():

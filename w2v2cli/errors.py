@@ -40,6 +40,15 @@ class UnsafeCheckpointError(ModelFileError):
     """A checkpoint that could only be read by running code from it (arbitrary unpickling)."""
 
 
+class AlignmentError(W2V2Error):
+    """This transcript cannot be aligned to this audio. `num_frames` is set when the audio is too short for it,
+    so a caller that knows the frame rate can say how long it is."""
+
+    def __init__(self, message: str, num_frames: int | None = None):
+        super().__init__(message)
+        self.num_frames = num_frames
+
+
 class TrainingError(W2V2Error):
     """Training cannot go on: repeated non-finite losses, out of memory, an output folder from another run."""
 

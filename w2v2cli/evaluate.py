@@ -125,7 +125,7 @@ def evaluate(model: Wav2Vec2, data, **decode_options) -> list[SetScore]:
         raise ConfigError("the model has no CTC head: evaluate needs a fine-tuned model")
     results = []
     for spec in [data] if isinstance(data, str) else data:
-        source = read_source(spec, need_text=True)
+        source = read_source(spec, model.config.sample_rate, need_text=True)
         items = []
         for u in source.utterances:
             _, reference, _ = encode_transcript(u.text or "", model.vocab)

@@ -5,7 +5,8 @@ packed into batches by a padded-samples budget, and run with padding masks. Wind
 boundaries and are normalized with whole-utterance statistics, so a window's conv features equal the
 unwindowed ones exactly; only the Transformer's context is cut, and the overlap on both sides of each kept
 core keeps that away from the frames that are kept. Emissions come back per utterance, in input order.
-`transcribe` and `align` both run on this.
+`transcribe` and `align` both run on this: `EmissionRunner.read` decodes their inputs ahead, `stream` turns them
+into emissions.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 import torch
 
 from .batching import cut_batches
-from .errors import ConfigError
-from .io.audio import load_audio
+from .errors import AudioError, ConfigError
+from .io.audio import load_audio, prefetch
 from .model import Wav2Vec2
 from .model.stats import UtteranceStats, utterance_stats
+from .results import Result
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PREFETCH_SECONDS = 120.0  # decoded audio that may wait for the model
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -144,6 +147,28 @@ class EmissionRunner:
         """An audio file at the model's rate; AudioError if unusable or too short for one frame."""
         return load_audio(path, self.sample_rate, self.receptive_field)
 
+    def read(self, inputs: Iterable, workers: int = 2) -> Iterator[tuple[Result, torch.Tensor | None]]:
+        """(Result, waveform) per input, in input order, files decoded ahead in threads. An input is an audio
+        path, or an item with an `audio` path (and a `problem` when it is already known to be unusable, such as a
+        bad manifest line); the result carries it as `item`, with the file's duration, or with the reason it
+        could not be read, and then the waveform is None."""
+
+        def load(item):
+            problem = getattr(item, "problem", None)
+            if problem:
+                raise AudioError(audio_path(item), problem)
+            return self.load(audio_path(item))
+
+        ahead = int(PREFETCH_SECONDS * self.sample_rate)
+        for item, audio in prefetch(inputs, load, workers, max_ahead_samples=ahead):
+            result = Result(str(audio_path(item)), item=item)
+            if isinstance(audio, AudioError):
+                result.error = audio.reason
+                yield result, None
+            else:
+                result.duration = len(audio) / self.sample_rate
+                yield result, audio
+
     @property
     def frame_seconds(self) -> float:
         return self.hop / self.sample_rate
@@ -207,3 +232,8 @@ class EmissionRunner:
         emissions = iter(self.run(audio)) if audio else iter(())
         for key, waveform in group:
             yield key, None if waveform is None else next(emissions)
+
+
+def audio_path(item) -> Path:
+    """The audio file of an input: the item itself (a path), or its `audio` attribute (a request)."""
+    return Path(getattr(item, "audio", item))

@@ -1,16 +1,15 @@
-"""Output formats for transcripts: one registry, used for stdout and for one-file-per-input output."""
+"""Output formats of transcripts and alignments: one registry, `WRITERS`, from a format's name to how a `Result`
+is written, used for stdout and for one file per input; the commands' `--format` choices come from it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt")  # transcripts
-ALIGNMENT_FORMATS = ("json", "jsonl", "ctm", "textgrid", "srt", "vtt", "tsv")
-EXTENSIONS = {fmt: f".{fmt}" for fmt in FORMATS + ALIGNMENT_FORMATS}
-EXTENSIONS["textgrid"] = ".TextGrid"
-# Formats that hold one input each: several inputs need one file each (--output-dir).
-PER_INPUT_FORMATS = ("srt", "vtt", "textgrid")
+from .results import Result
+
 TSV_HEADER = "start\tend\tword\tscore"
 
 
@@ -37,31 +36,6 @@ def cues(words, max_chars: int = 42, max_seconds: float = 6.0, max_gap: float = 
     return out
 
 
-def render(result, fmt: str) -> str:
-    """The whole content of one input's output file in `fmt`."""
-    if fmt == "txt":
-        return result.text + "\n"
-    if fmt == "json":
-        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "jsonl":
-        return json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
-    if fmt == "tsv":
-        rows = [f"{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}" for w in result.words]
-        return "\n".join([TSV_HEADER, *rows]) + "\n"
-    if fmt == "srt":
-        return "".join(f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n\n"
-                       for i, (a, b, text) in enumerate(cues(result.words), 1))
-    if fmt == "vtt":
-        return "WEBVTT\n\n" + "".join(f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n\n"
-                                      for a, b, text in cues(result.words))
-    if fmt == "ctm":
-        name = Path(result.path).stem
-        return "".join(f"{name} 1 {w.start:.2f} {w.end - w.start:.2f} {w.word} {w.score:.4f}\n" for w in result.words)
-    if fmt == "textgrid":
-        return textgrid(result)
-    raise ValueError(f"unknown format {fmt!r}")
-
-
 def _tier(name: str, spans, duration: float) -> list[str]:
     """A Praat interval tier: spans in order, gaps filled with empty intervals, covering [0, duration]."""
     intervals, t = [], 0.0
@@ -84,7 +58,7 @@ def _tier(name: str, spans, duration: float) -> list[str]:
     return lines
 
 
-def textgrid(result) -> str:
+def textgrid(result: Result) -> str:
     """Praat TextGrid (long text format) with a word tier and a character tier."""
     duration = max([result.duration] + [w.end for w in result.words])
     words = [(w.start, w.end, w.word) for w in result.words]
@@ -96,36 +70,119 @@ def textgrid(result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _json(result: Result) -> str:
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _json_element(result: Result, index: int) -> str:
+    """One result as an element of a JSON array streamed over several results (`_json_end` closes it)."""
+    body = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+    return ("[\n" if index == 0 else ",\n") + "\n".join("  " + line for line in body.splitlines())
+
+
+def _json_end(count: int) -> str:
+    return "\n]\n" if count else "[]\n"
+
+
+def _jsonl(result: Result) -> str:
+    return json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
+
+
+def _txt(result: Result) -> str:
+    return result.text + "\n"
+
+
+def _txt_line(result: Result, index: int) -> str:
+    return f"{result.path}\t{result.text}\n"
+
+
+def _tsv(result: Result) -> str:
+    rows = [f"{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}" for w in result.words]
+    return "\n".join([TSV_HEADER, *rows]) + "\n"
+
+
+def _tsv_rows(result: Result, index: int) -> str:
+    """One result's rows of a table over several results, with a path column."""
+    header = f"path\t{TSV_HEADER}\n" if index == 0 else ""
+    return header + "".join(f"{result.path}\t{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}\n"
+                            for w in result.words)
+
+
+def _srt(result: Result) -> str:
+    return "".join(f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n\n"
+                   for i, (a, b, text) in enumerate(cues(result.words), 1))
+
+
+def _vtt(result: Result) -> str:
+    return "WEBVTT\n\n" + "".join(f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n\n"
+                                  for a, b, text in cues(result.words))
+
+
+def _ctm(result: Result) -> str:
+    name = Path(result.path).stem
+    return "".join(f"{name} 1 {w.start:.2f} {w.end - w.start:.2f} {w.word} {w.score:.4f}\n" for w in result.words)
+
+
+TRANSCRIPT, ALIGNMENT = "transcript", "alignment"  # the kinds of result: what `transcribe` and `align` make
+
+
+@dataclass(frozen=True)
+class Writer:
+    render: Callable[[Result], str]  # the whole content of one input's output file
+    extension: str  # of that file, with --output-dir
+    kinds: tuple[str, ...] = (TRANSCRIPT, ALIGNMENT)  # the results it is offered for
+    per_input: bool = False  # holds one input: several inputs need --output-dir (one file each)
+    keeps_errors: bool = False  # a failed input is a record in the output too (else it is only named on stderr)
+    # Several results on one stream: the text of the n-th (default: `render`) and what ends the stream.
+    listing: Callable[[Result, int], str] | None = None
+    end: Callable[[int], str] | None = None
+
+
+WRITERS: dict[str, Writer] = {
+    "txt": Writer(_txt, ".txt", kinds=(TRANSCRIPT,), listing=_txt_line),
+    "json": Writer(_json, ".json", keeps_errors=True, listing=_json_element, end=_json_end),
+    "jsonl": Writer(_jsonl, ".jsonl", keeps_errors=True),
+    "tsv": Writer(_tsv, ".tsv", listing=_tsv_rows),
+    "srt": Writer(_srt, ".srt", per_input=True),
+    "vtt": Writer(_vtt, ".vtt", per_input=True),
+    "ctm": Writer(_ctm, ".ctm", kinds=(ALIGNMENT,)),
+    "textgrid": Writer(textgrid, ".TextGrid", kinds=(ALIGNMENT,), per_input=True),
+}
+
+
+def formats(kind: str) -> list[str]:
+    """The names of the formats offered for results of `kind`, in registry order."""
+    return [name for name, writer in WRITERS.items() if kind in writer.kinds]
+
+
+def render(result: Result, fmt: str) -> str:
+    """The whole content of one input's output file in `fmt`."""
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown format {fmt!r}")
+    return WRITERS[fmt].render(result)
+
+
 class StdoutWriter:
-    """Streams results to one text stream. `single`: exactly one input, so txt is the bare text and json one
-    object; otherwise txt is `path<TAB>text` per line, json an array, tsv gains a path column."""
+    """Streams results to one text stream. `single`: exactly one input, so each format writes what it writes
+    to a file; otherwise a format's `listing` gathers the results (txt: `path<TAB>text` lines, json: an array, tsv:
+    a path column)."""
 
     def __init__(self, fmt: str, stream, single: bool):
-        self.fmt, self.stream, self.single = fmt, stream, single
+        self.writer, self.stream, self.single = WRITERS[fmt], stream, single
         self.count = 0
 
-    def write(self, result) -> None:
-        fmt, out = self.fmt, self.stream
-        if result.error is not None and fmt not in ("json", "jsonl"):
+    def write(self, result: Result) -> None:
+        writer = self.writer
+        if result.error is not None and not writer.keeps_errors:
             return  # reported on stderr by the caller
-        if fmt == "txt":
-            out.write(result.text + "\n" if self.single else f"{result.path}\t{result.text}\n")
-        elif fmt == "json":
-            body = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
-            if not self.single:
-                body = ("[\n" if self.count == 0 else ",\n") + "\n".join("  " + line for line in body.splitlines())
-            out.write(body if not self.single else body + "\n")
-        elif fmt == "tsv" and not self.single:
-            if self.count == 0:
-                out.write(f"path\t{TSV_HEADER}\n")
-            out.write("".join(f"{result.path}\t{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}\n"
-                              for w in result.words))
+        if self.single or writer.listing is None:
+            self.stream.write(writer.render(result))
         else:
-            out.write(render(result, fmt))
+            self.stream.write(writer.listing(result, self.count))
         self.count += 1
-        out.flush()
+        self.stream.flush()
 
     def close(self) -> None:
-        if self.fmt == "json" and not self.single:
-            self.stream.write("\n]\n" if self.count else "[]\n")
+        if not self.single and self.writer.end is not None:
+            self.stream.write(self.writer.end(self.count))
             self.stream.flush()

@@ -1,17 +1,37 @@
-"""Pieces shared by the commands: model resolution, device set-up, input expansion, progress."""
+"""Pieces shared by the commands: option definitions, model resolution, device set-up, input expansion, and the
+result loop of `transcribe` and `align` (write, report, count, progress)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PathError
 from ..io.audio import find_audio_files
+from ..results import Result
 
-# Decoding options shared by transcribe and evaluate (one definition, the same flags and help everywhere).
+# Options shared by the commands (one definition: the same flags, help and defaults everywhere). A command whose
+# option means something else defines its own, next to its other options (`lm --model`: the letters to normalize
+# text into, no model by default).
+MODEL = typer.Option(None, "--model", "-m", help="A w2v2 model file or Hugging Face folder (default: the embedded "
+                                                 "model).")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
+THREADS = typer.Option(None, "--threads", help="CPU threads for the model.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still are).")
+BATCH_SECONDS = typer.Option(None, "--batch-seconds", help="Audio per batch, padding included (default 30 on CPU, "
+                                                           "300 on CUDA).")
+CHUNK_SECONDS = typer.Option(30.0, "--chunk-seconds", help="Long audio is run in windows of this length (plus 2 s "
+                                                           "of context each side).")
+
+# Decoding options shared by transcribe and evaluate.
 BEAM = typer.Option(False, "--beam", help="Beam search (pyctcdecode) instead of greedy decoding.")
 BEAM_WIDTH = typer.Option(32, "--beam-width", help="Beams kept by --beam.")
 LM = typer.Option(None, "--lm", help="Word n-gram model for --beam: an ARPA file (`w2v2 lm` makes one; read by "
@@ -51,19 +71,32 @@ def mirror(path: Path) -> Path:
     return Path(path.name)
 
 
+def choices(name: str, values: Iterable[str]) -> type[Enum]:
+    """A str Enum of `values`: a Typer option's choices, taken from the table that defines them."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
 def expand_inputs(args: list[str], stdin=None) -> Iterator[tuple[Path, Path]]:
     """(audio path, path relative to an output folder) for each input: files as given, directories recursively
-    (sorted), and `-` for one path per line on stdin, read lazily so pipelines stream."""
+    (sorted), and `-` for one path per line on stdin, read lazily so pipelines stream. Folders are listed now:
+    one without audio files is an error before any work starts."""
+    folders = {arg: find_audio_files(arg) for arg in args if arg != "-" and Path(arg).is_dir()}
+    for arg, files in folders.items():
+        if not files:
+            raise PathError(arg, "no audio files found")
+    return _expand(args, folders, stdin)
+
+
+def _expand(args: list[str], folders: dict[str, list[Path]], stdin) -> Iterator[tuple[Path, Path]]:
     for arg in args:
         if arg == "-":
             for line in stdin or sys.stdin:
                 line = line.strip()
                 if line:
                     yield Path(line), mirror(Path(line))
-        elif Path(arg).is_dir():
-            root = Path(arg)
-            for path in find_audio_files(root):
-                yield path, path.relative_to(root)
+        elif arg in folders:
+            for path in folders[arg]:
+                yield path, path.relative_to(arg)
         else:
             yield Path(arg), mirror(Path(arg))
 
@@ -92,6 +125,74 @@ def write_result(result, target: Path, fmt: str) -> None:
 def report(console, result) -> None:
     """One `path: reason` line on stderr for a failed item."""
     console.print(f"{result.path}: {result.error}", markup=False, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Tally:
+    """What a command did with its inputs: the progress line and the summary on stderr."""
+
+    verb: str  # "transcribed"
+    noun: str  # "file"
+    real_time: bool = True  # whether the summary gives the real-time factor
+    done: int = 0  # results from the library
+    ok: int = 0
+    failed: int = 0  # every failure, also those found before the library ran (an output name clash)
+    skipped: int = 0  # left out before the library ran (their output exists)
+    audio_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def _speed(self) -> float:
+        return self.audio_seconds / max(time.perf_counter() - self.started, 1e-9)
+
+    def progress(self) -> str:
+        return f"{self.done} {self.noun}s, {self.audio_seconds:,.0f} s of audio, {self._speed():,.0f}x real time"
+
+    def summary(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        text = (f"{self.verb} {self.ok} of {self.done} {self.noun}{'s' if self.done != 1 else ''}, "
+                f"{self.audio_seconds:,.1f} s of audio in {elapsed:,.1f} s")
+        if self.real_time:
+            text += f" ({self.audio_seconds / max(elapsed, 1e-9):,.1f}x real time)"
+        if self.skipped:
+            text += f"; {self.skipped} skipped (output exists)"
+        if self.failed:
+            text += f"; {self.failed} failed"
+        return text
+
+
+def run_results(results: Iterable[Result], fmt: str, tally: Tally, err: Console, *, single: bool,
+                output_dir: Path | None, target: Callable[[Result], Path], quiet: bool, label: str) -> None:
+    """The result loop of `transcribe` and `align`: each result to stdout (one writer for the stream) or to its
+    own file under `output_dir` (`target`), written atomically; a failure named on stderr as `path: reason`;
+    progress and a summary on stderr unless `quiet`. Exit status 1 if any input failed."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..writers import StdoutWriter
+
+    writer = None if output_dir is not None else StdoutWriter(fmt, sys.stdout, single)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                        transient=True, disable=quiet or not sys.stderr.isatty())
+    with progress:
+        task = progress.add_task(label)
+        for result in results:
+            if result.error is None and output_dir is not None:
+                write_result(result, target(result), fmt)
+            if result.error is not None:
+                tally.failed += 1
+                report(err, result)
+            else:
+                tally.ok += 1
+            if writer is not None:
+                writer.write(result)
+            tally.done += 1
+            tally.audio_seconds += result.duration
+            progress.update(task, description=tally.progress())
+    if writer is not None:
+        writer.close()
+    if not quiet:
+        err.print(tally.summary(), highlight=False, soft_wrap=True)
+    if tally.failed:
+        raise typer.Exit(1)
 
 
 def subset_hours(hours: float | None, minutes: float | None) -> float | None:

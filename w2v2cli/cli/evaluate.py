@@ -13,7 +13,9 @@ from ..errors import ConfigError
 from ..inference import resolve_device
 from ..io.checkpoint import load_model
 from . import app
-from .common import ALPHA, BEAM, BEAM_WIDTH, BETA, LM, resolve_lm, resolve_model, set_threads
+from .common import (
+    ALPHA, BEAM, BEAM_WIDTH, BETA, DEVICE, LM, MODEL, PRECISION, THREADS, resolve_lm, resolve_model, set_threads,
+)
 
 
 @app.command()
@@ -21,8 +23,7 @@ def evaluate(
     data: list[str] = typer.Option(..., "--data", "-d", help="Labeled data: .jsonl/.csv with text, fairseq .tsv "
                                                               "with .wrd/.ltr, or a LibriSpeech-style tree "
                                                               "(repeatable)."),
-    model: Path = typer.Option(None, "--model", "-m", help="A fine-tuned w2v2 model file or Hugging Face folder "
-                                                           "(default: the embedded model)."),
+    model: Path = MODEL,
     beam: bool = BEAM,
     beam_width: int = BEAM_WIDTH,
     lm: Path = LM,
@@ -34,14 +35,14 @@ def evaluate(
                                                                "and error counts to this JSONL file."),
     compare: Path = typer.Option(None, "--compare", help="Another model's --utterances file: the WER difference "
                                                          "per set, with a paired bootstrap 95% interval."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    threads: int = THREADS,
 ):
-    """Word and character error rates on labeled data sets. Results on stdout; problems on stderr."""
+    """Word and character error rates on labeled data sets (a fine-tuned model's). Results on stdout; problems on
+    stderr."""
     from ..evaluate import evaluate as run_evaluate
-    from ..evaluate import read_utterance_records, utterance_records
-    from ..io.atomic import atomic_open
+    from ..evaluate import read_utterance_records
 
     set_threads(threads)
     lm = resolve_lm(lm)
@@ -50,7 +51,6 @@ def evaluate(
     other = read_utterance_records(compare) if compare is not None else None
     if utterances is not None and not utterances.parent.is_dir():
         raise ConfigError(f"--utterances {utterances}: no folder {utterances.parent} to write it in")
-    write_error = None
     loaded = load_model(resolve_model(model), device=resolve_device(device))
     results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta,
                            precision=precision)
@@ -61,26 +61,9 @@ def evaluate(
         for item in result.items:
             if item.error:
                 err.print(f"{item.path}: {item.error}", markup=False)
-    if utterances is not None:
-        # Written before the rates are printed: a failure here still leaves them on stdout (below).
-        try:
-            with atomic_open(utterances) as f:
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in utterance_records(results))
-        except OSError as exc:
-            write_error = f"--utterances {utterances}: cannot write it ({exc.strerror or exc})"
-    comparisons = {}
-    if other is not None:
-        for r in results:
-            records = _matching_set(r.name, other)
-            if records is None:
-                err.print(f"warning: --compare {compare}: no set {r.name!r} in it", markup=False)
-                continue
-            comparison, left_out = r.compare(records)
-            if left_out:
-                err.print(f"warning: --compare {compare}: {r.name}: {left_out} utterance(s) not scored by both "
-                          "models with the same reference, left out of the comparison", markup=False)
-            if comparison is not None:
-                comparisons[r.name] = comparison
+    # Written before the rates are printed: a failure here still leaves them on stdout (below).
+    write_error = _write_utterances(results, utterances) if utterances is not None else None
+    comparisons = _compare(results, other, compare, err) if other is not None else {}
     if as_json:
         sets = []
         for r in results:
@@ -89,13 +72,48 @@ def evaluate(
                 entry["compare"] = {"file": str(compare), **comparisons[r.name].to_dict()}
             sets.append(entry)
         print(json.dumps({"model": str(model or "default"), "sets": sets}, ensure_ascii=False, indent=2))
-        _finish(results, write_error)
-        return
+    else:
+        _print_tables(results, comparisons, other is not None, errors, err)
+    _finish(results, write_error)
+
+
+def _write_utterances(results, path: Path) -> str | None:
+    """Write --utterances; the error to report once the rates are out, if it could not be written."""
+    from ..evaluate import utterance_records
+    from ..io.atomic import atomic_open
+
+    try:
+        with atomic_open(path) as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in utterance_records(results))
+    except OSError as exc:
+        return f"--utterances {path}: cannot write it ({exc.strerror or exc})"
+    return None
+
+
+def _compare(results, other: dict, compare: Path, err: Console) -> dict:
+    """Set name -> the paired comparison with the --compare file's records of that set, warnings on stderr."""
+    comparisons = {}
+    for r in results:
+        records = _matching_set(r.name, other)
+        if records is None:
+            err.print(f"warning: --compare {compare}: no set {r.name!r} in it", markup=False)
+            continue
+        comparison, left_out = r.compare(records)
+        if left_out:
+            err.print(f"warning: --compare {compare}: {r.name}: {left_out} utterance(s) not scored by both "
+                      "models with the same reference, left out of the comparison", markup=False)
+        if comparison is not None:
+            comparisons[r.name] = comparison
+    return comparisons
+
+
+def _print_tables(results, comparisons: dict, compared: bool, errors: int, err: Console) -> None:
+    """The rates as a table on stdout; with --errors, each set's worst utterances too."""
     out = Console(highlight=False)
     table = Table(title="evaluation", title_justify="left")
     columns = [("set", "left"), ("utterances", "right"), ("hours", "right"), ("WER", "right"),
                ("WER 95%", "right"), ("CER", "right"), ("failed", "right")]
-    if other is not None:
+    if compared:
         columns.insert(5, ("vs other", "right"))
     for name, justify in columns:
         table.add_column(name, justify=justify,
@@ -104,25 +122,23 @@ def evaluate(
         low, high = r.wer_interval()
         cells = [r.name, str(r.utterances), f"{r.seconds / 3600:.3f}", f"{r.wer:.2%}",
                  f"{100 * low:.1f}-{100 * high:.1f}" if r.counts.words else "-", f"{r.cer:.2%}", str(r.failed)]
-        if other is not None:
+        if compared:
             c = comparisons.get(r.name)
             cells.insert(5, "-" if c is None else
                          f"{100 * c.difference:+.1f} ({100 * c.low:+.1f},{100 * c.high:+.1f})"
                          + (" *" if c.significant else ""))
         table.add_row(*cells)
     out.print(table)
-    if other is not None and comparisons:
+    if compared and comparisons:
         err.print("vs other: WER minus --compare's WER on the same utterances, in points, with its 95% interval; "
                   "*: the interval excludes 0", markup=False)
-    if errors:
-        for r in results:
-            worst = Table(title=f"{r.name}: {errors} worst utterances", title_justify="left", show_lines=True)
-            for name in ("id", "errors", "reference", "hypothesis"):
-                worst.add_column(name, overflow="fold")
-            for u in r.worst(errors):
-                worst.add_row(u.id, f"{u.counts.word_errors}/{u.counts.words}", u.reference, u.hypothesis)
-            out.print(worst)
-    _finish(results, write_error)
+    for r in results if errors else ():
+        worst = Table(title=f"{r.name}: {errors} worst utterances", title_justify="left", show_lines=True)
+        for name in ("id", "errors", "reference", "hypothesis"):
+            worst.add_column(name, overflow="fold")
+        for u in r.worst(errors):
+            worst.add_row(u.id, f"{u.counts.word_errors}/{u.counts.words}", u.reference, u.hypothesis)
+        out.print(worst)
 
 
 def _finish(results, write_error: str | None) -> None:

@@ -19,6 +19,7 @@ def lm(
     order: int = typer.Option(3, "--order", help="n-gram order."),
     min_count: int = typer.Option(1, "--min-count", help="Leave out highest-order n-grams seen fewer times "
                                                          "(a smaller file)."),
+    # Not common.MODEL: here a model only lends its letters and case, and by default there is none.
     model: Path = typer.Option(None, "--model", "-m",
                                help="Normalize the text into this model's letters and case (default: upper case, "
                                     "letters, digits and apostrophes)."),

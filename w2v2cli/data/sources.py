@@ -10,13 +10,14 @@ that is unusable as a whole (missing, unknown format, nothing usable left) raise
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import ModelConfig
 from ..errors import AudioError, ConfigError, PathError
 from ..io.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files
+from ..manifest import manifest_records
 
 MANIFEST_FORMATS = (".tsv", ".jsonl", ".csv")
 
@@ -44,11 +45,11 @@ class DataSource:
     def num_samples(self) -> int:
         return sum(u.num_samples for u in self.utterances)
 
-    def hours(self, sample_rate: int = 16000) -> float:
+    def hours(self, sample_rate: int = ModelConfig.sample_rate) -> float:
         return self.num_samples / sample_rate / 3600
 
 
-def read_source(spec, sample_rate: int = 16000, need_text: bool = False) -> DataSource:
+def read_source(spec, sample_rate: int = ModelConfig.sample_rate, need_text: bool = False) -> DataSource:
     """Read a data source given on the command line.
 
     `spec` is a folder (a LibriSpeech-style tree when it holds any `*.trans.txt`, otherwise every audio file under it,
@@ -154,8 +155,8 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
     that is what makes a fairseq manifest fast to load for a million files.
     """
     lines = _read_lines(manifest)
-    if lines and "\t" in lines[0]:
-        return _read_pairs_tsv(manifest, lines, sample_rate)
+    if lines and "\t" in lines[0]:  # a fairseq root line never holds a tab
+        return _read_records(manifest, lines, "tsv", sample_rate)
     if not lines or not lines[0].strip():
         raise ConfigError(f"{manifest}: empty manifest: the first line must be the audio root folder")
     root = _resolve(Path(lines[0].strip()), manifest.parent)
@@ -186,16 +187,17 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
     return utterances, problems
 
 
-def _read_pairs_tsv(manifest: Path, lines: list[str], sample_rate: int) -> tuple[list[Utterance], list[str]]:
-    """`audio<TAB>text` lines (what `w2v2 align --manifest` reads): a fairseq root line never holds a tab."""
+def _read_records(manifest: Path, lines: list[str], fmt: str, sample_rate: int
+                  ) -> tuple[list[Utterance], list[str]]:
+    """A manifest of one record per line (`.jsonl`, or a `.tsv` of `audio<TAB>text` pairs, what `w2v2 align
+    --manifest` reads), parsed by the one manifest-line parser."""
     utterances: list[Utterance] = []
     problems: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        audio, _, text = line.rstrip("\r\n").partition("\t")
-        _add_record({"audio": audio, "text": text}, f"{manifest}:{number}", manifest.parent, sample_rate,
-                    utterances, problems)
+    for where, record in manifest_records(lines, str(manifest), fmt):
+        if isinstance(record, str):
+            problems.append(f"{where}: {record}")
+        else:
+            _add_record(record, where, manifest.parent, sample_rate, utterances, problems)
     return utterances, problems
 
 
@@ -223,22 +225,7 @@ def _letters_to_words(line: str) -> str:
 
 
 def _read_jsonl(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:
-    utterances: list[Utterance] = []
-    problems: list[str] = []
-    for number, line in enumerate(_read_lines(manifest), 1):
-        if not line.strip():
-            continue
-        where = f"{manifest}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{where}: invalid JSON ({exc.msg})")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f"{where}: expected a JSON object")
-            continue
-        _add_record(record, where, manifest.parent, sample_rate, utterances, problems)
-    return utterances, problems
+    return _read_records(manifest, _read_lines(manifest), "jsonl", sample_rate)
 
 
 def _read_csv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:

@@ -1,16 +1,21 @@
-"""Audio input: the only module that decodes files. Every command reads audio through `load_audio`.
+"""Audio input: the only module that decodes files. Every command reads audio through `load_audio`, inference
+through `prefetch`, which decodes files ahead in threads.
 
 torchaudio is used only behind `resample`, so it can be swapped out in one place.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import ModelConfig
 from ..errors import AudioError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
@@ -37,7 +42,7 @@ def audio_info(path) -> tuple[int, int]:
     return info.frames, info.samplerate
 
 
-def load_audio(path, sample_rate: int = 16000, min_samples: int = 0) -> torch.Tensor:
+def load_audio(path, sample_rate: int = ModelConfig.sample_rate, min_samples: int = 0) -> torch.Tensor:
     """Decode `path` to mono float32 at `sample_rate`: a (S,) tensor. Raises AudioError naming the file,
     also when it has fewer than `min_samples` samples (a model's receptive field: no frame at all)."""
     import soundfile as sf
@@ -117,3 +122,29 @@ def find_audio_files(root) -> list[Path]:
     if root.is_file():
         return [root]
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def prefetch(items: Iterable, load: Callable, workers: int = 2, lookahead: int = 16,
+             max_ahead_samples: int = 120 * ModelConfig.sample_rate) -> Iterator[tuple]:
+    """(item, load(item) or the AudioError it raised) in input order, loading up to `lookahead` items ahead in
+    threads, and no further once the decoded audio waiting to be consumed reaches `max_ahead_samples` (memory
+    stays bounded for long files). `items` is read in the caller's thread, so a lazy source (stdin) streams."""
+
+    def waiting_samples(pending) -> int:
+        return sum(len(f.result()) for _, f in pending if f.done() and f.exception() is None)
+
+    with cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="w2v2-audio") as pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            while pending and (len(pending) >= lookahead or waiting_samples(pending) >= max_ahead_samples):
+                yield _settle(*pending.popleft())
+            pending.append((item, pool.submit(load, item)))
+        while pending:
+            yield _settle(*pending.popleft())
+
+
+def _settle(item, future):
+    try:
+        return item, future.result()
+    except AudioError as exc:
+        return item, exc
