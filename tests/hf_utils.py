@@ -4,9 +4,13 @@ import json
 
 import torch
 
+from w2v2cli import ModelConfig
+
 transformers = __import__("pytest").importorskip("transformers")
 
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
+
+SAMPLE_RATE = ModelConfig.sample_rate  # the rate the reference models' feature extractors are saved with
 
 SMALL = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
@@ -35,7 +39,7 @@ def make_hf_folder(path, form="group", arch="Wav2Vec2ForCTC", size=SMALL, seed=0
     (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(VOCAB)}))
     tokenizer = transformers.Wav2Vec2CTCTokenizer(str(path / "vocab.json"))
     extractor = transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
         return_attention_mask=form == "layer",
     )
     transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
@@ -44,7 +48,7 @@ def make_hf_folder(path, form="group", arch="Wav2Vec2ForCTC", size=SMALL, seed=0
 
 def hf_logits(model, extractor, waveforms):
     """transformers' output for a list of numpy waveforms, normalized and padded by its own feature extractor."""
-    inputs = extractor(waveforms, sampling_rate=16000, return_tensors="pt", padding=True)
+    inputs = extractor(waveforms, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model(inputs.input_values, attention_mask=inputs.get("attention_mask"))
     return out.logits if hasattr(out, "logits") else out.last_hidden_state

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,3 +174,16 @@ def test_atomic_writes_keep_the_replaced_files_mode(tmp_path):
         assert (tmp_path / "new.txt").read_text() == "b"
     finally:
         os.umask(mask)
+
+
+def test_loaders_never_import_the_module_that_dispatches_to_them():
+    """load_model (io/checkpoint.py) imports the loaders; a loader importing it back would close a cycle."""
+    import ast
+
+    import w2v2cli
+
+    root = Path(w2v2cli.__file__).parent
+    for loader in ("io/native.py", "io/hf.py", "io/common.py", "onnx_model.py"):
+        tree = ast.parse((root / loader).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"checkpoint", "io.checkpoint", "io"}, loader

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from conftest import speechlike
-from hf_utils import SMALL, hf_logits, make_hf_folder
+from hf_utils import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder
 from w2v2cli import load_model
 from w2v2cli.decode import greedy_decode
 
-LENGTHS = [16000, 4100, 9999]
+LENGTHS = [SAMPLE_RATE, 4100, 9999]  # 1 s and two odd lengths
 
 
 def ours(model, waveforms):
@@ -63,7 +63,7 @@ def test_encoder_only_folders_match_transformers(tmp_path, arch, form):
     model = load_model(tmp_path)
     assert model.ctc_head is None and model.vocab is None
     w = speechlike(12345, seed=3)
-    inputs = extractor([w], sampling_rate=16000, return_tensors="pt")
+    inputs = extractor([w], sampling_rate=SAMPLE_RATE, return_tensors="pt")
     with torch.no_grad():
         encoder = hf_model.wav2vec2 if arch == "Wav2Vec2ForPreTraining" else hf_model
         ref = encoder(inputs.input_values).last_hidden_state
@@ -160,12 +160,12 @@ def test_pretraining_head_of_a_hf_folder_matches_transformers(tmp_path):
     head = PretrainingHead(model.feature_encoder.out_channels, model.config.dim, cfg)
     head.load_state_dict(head_state)
     head.eval()
-    wave = torch.from_numpy(speechlike(16000, seed=3))[None]
-    inputs = extractor([wave[0].numpy()], sampling_rate=16000, return_tensors="pt")
+    wave = torch.from_numpy(speechlike(SAMPLE_RATE, seed=3))[None]
+    inputs = extractor([wave[0].numpy()], sampling_rate=SAMPLE_RATE, return_tensors="pt")
     with torch.no_grad():
         hf_out = hf_model.wav2vec2(inputs.input_values)
         theirs, _ = hf_model.quantizer(hf_out.extract_features)
-        features, frames = model.extract_features(inputs.input_values, torch.tensor([16000]))
+        features, frames = model.extract_features(inputs.input_values, torch.tensor([SAMPLE_RATE]))
         _, normalized = model.feature_projection(features)
         ours = head.quantizer(normalized[0]).quantized
         assert torch.allclose(ours, theirs[0], atol=1e-5)

@@ -12,7 +12,7 @@ from conftest import speechlike
 from w2v2cli import build_model, preset
 from w2v2cli.errors import ConfigError
 from w2v2cli.model.components import ConvLayer, MaskedGroupNorm
-from w2v2cli.model.masks import frame_lengths, padding_mask
+from w2v2cli.model.masks import frame_lengths, num_frames, padding_mask, samples_for_frames
 from w2v2cli.model.wav2vec2 import normalize_waveforms
 
 SAMPLE_AUDIO = Path(__file__).resolve().parent.parent / "sample_audio"
@@ -34,6 +34,16 @@ def test_frame_lengths_match_the_paper_stack(num_samples):
     expected = 0 if num_samples < 400 else (num_samples - 400) // 320 + 1
     assert int(frame_lengths(torch.tensor([num_samples]), cfg.conv_layers)) == expected
     assert (cfg.receptive_field, cfg.hop) == (400, 320)
+
+
+@pytest.mark.parametrize("name", ["base", "tiny"])
+def test_samples_for_frames_inverts_frame_lengths(name):
+    layers = preset(name).conv_layers
+    for frames in (1, 2, 7):
+        fewest = samples_for_frames(frames, layers)
+        assert num_frames(fewest, layers) == frames and num_frames(fewest - 1, layers) == frames - 1
+    assert samples_for_frames(2, layers) == 720  # the shortest input of an exported graph (two frames)
+    assert num_frames(0, layers) == 0
 
 
 @given(st.integers(1, 3000), st.integers(1, 12), st.integers(1, 6))
@@ -183,7 +193,7 @@ def test_envelope_conv_init_starts_later_layers_as_per_channel_low_pass_filters(
         assert torch.allclose(off, 0.1 * ref_off)
     # What the start is for: adjacent frames of the untrained stack's output are alike (a rough spectrogram).
     audio, rate = soundfile.read(SAMPLE_AUDIO / "river.wav", dtype="float32")
-    assert rate == 16000
+    assert rate == model.config.sample_rate
     wave = torch.from_numpy(audio[:48000]).unsqueeze(0)
 
     def adjacent_cosine(m):

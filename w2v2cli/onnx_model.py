@@ -7,15 +7,23 @@ PyTorch model's transcripts, longer ones of group-norm or normalizing models may
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from .config import ModelConfig
-from .errors import ConfigError, ModelFileError
+from .errors import ModelFileError
+from .io.common import import_optional, parse_description
 from .model.masks import frame_lengths as stack_frame_lengths
-from .text import Vocabulary
+from .model.masks import samples_for_frames
+
+# Exported graphs need inputs of at least two frames: the tracers specialize a one-frame axis away.
+MIN_FRAMES = 2
+
+
+def min_samples(config: ModelConfig) -> int:
+    """The shortest input an exported graph of `config` accepts."""
+    return samples_for_frames(MIN_FRAMES, config.conv_layers)
 
 
 class OnnxModel:
@@ -24,10 +32,7 @@ class OnnxModel:
     accepts_stats = False
 
     def __init__(self, path, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("running .onnx models needs onnxruntime: pip install onnxruntime") from None
+        ort = import_optional("onnxruntime")
         self.path = Path(path)
         options = ort.SessionOptions()
         if threads:
@@ -39,10 +44,9 @@ class OnnxModel:
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "w2v2_config" not in metadata or "w2v2_vocab" not in metadata:
             raise ModelFileError(path, "an ONNX model without w2v2 metadata (export it with `w2v2 export`)")
-        self.config = ModelConfig.from_dict(json.loads(metadata["w2v2_config"]))
-        self.vocab = Vocabulary.from_dict(json.loads(metadata["w2v2_vocab"]))
+        self.config, self.vocab = parse_description(path, metadata["w2v2_config"], metadata["w2v2_vocab"])
         self.ctc_head = True  # exported graphs always end in the CTC head
-        self.min_samples = int(metadata.get("min_samples", 720))
+        self.min_samples = int(metadata.get("min_samples", min_samples(self.config)))
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return stack_frame_lengths(lengths, self.config.conv_layers)

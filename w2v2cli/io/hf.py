@@ -16,7 +16,7 @@ from ..config import ACTIVATIONS, ModelConfig
 from ..errors import ConfigError, ModelFileError
 from ..model import Wav2Vec2
 from ..text import Vocabulary
-from .checkpoint import build_empty, load_state, read_safetensors, safe_torch_load
+from .common import build_loaded, read_safetensors, safe_torch_load
 
 # Weights of heads this toolkit does not use for inference (the pretraining head is rebuilt by `pretrain`).
 _IGNORED_PREFIXES = ("quantizer.", "project_hid.", "project_q.")
@@ -101,7 +101,7 @@ def config_from_hf(hf: dict, preprocessor: dict | None, with_ctc_head: bool, fol
             conv_layers=tuple(zip(conv_dim, conv_kernel, conv_stride)),
             feature_norm=hf.get("feat_extract_norm", "group"),
             conv_bias=bool(hf.get("conv_bias", False)),
-            sample_rate=int(preprocessor.get("sampling_rate", 16000)),
+            sample_rate=int(preprocessor.get("sampling_rate", ModelConfig.sample_rate)),
             # transformers' feature extractor normalizes unless told not to.
             normalize_waveform=bool(preprocessor.get("do_normalize", True)),
             dim=hf.get("hidden_size", 768),
@@ -157,7 +157,8 @@ def vocab_from_hf(folder: Path, hf: dict, vocab_size: int) -> Vocabulary:
         blank = tokens.index(pad) if pad in tokens else 0
     try:
         return Vocabulary(
-            tokens, blank=int(blank), word_delimiter=special("word_delimiter_token", "|"), unk=special("unk_token", "<unk>")
+            tokens, blank=int(blank), word_delimiter=special("word_delimiter_token", "|"),
+            unk=special("unk_token", "<unk>"),
         )
     except ConfigError as exc:
         raise ModelFileError(vocab_file, str(exc)) from None
@@ -228,11 +229,9 @@ def load_hf_folder(folder) -> Wav2Vec2:
     config = config_from_hf(hf, preprocessor, has_head, folder)
     vocab = vocab_from_hf(folder, hf, config.vocab_size) if has_head else None
     state = state_from_hf(hf_state, folder)
-    model = build_empty(config, vocab)
     # Pretrained folders without SpecAugment settings carry no mask embedding; initialize one as the model would.
     state.setdefault("mask_embedding", torch.empty(config.dim).uniform_())
-    load_state(model, state, folder)
-    return model
+    return build_loaded(folder, config, vocab, state)
 
 
 # Wav2Vec2ForPreTraining's head -> the native pretraining head (project_hid is fairseq's final_proj).
@@ -366,7 +365,8 @@ def save_hf_folder(model: Wav2Vec2, folder, dtype: torch.dtype = torch.float32) 
             "do_lower_case": False, "bos_token": None, "eos_token": None, **special,
         }, indent=2) + "\n")
         (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
-    card = [f"# wav2vec 2.0 ({cfg.num_layers} x {cfg.dim}, {'CTC, ' + str(cfg.vocab_size) + ' tokens' if cfg.vocab_size else 'encoder'})",
+    head = f"CTC, {cfg.vocab_size} tokens" if cfg.vocab_size else "encoder"
+    card = [f"# wav2vec 2.0 ({cfg.num_layers} x {cfg.dim}, {head})",
             "", "Exported by w2v2 (`w2v2 export --format hf`). Load with `Wav2Vec2ForCTC.from_pretrained` and "
             "`Wav2Vec2Processor.from_pretrained`; audio at " f"{cfg.sample_rate} Hz mono."]
     if cfg.feature_norm == "group":

@@ -13,7 +13,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from ..config import conv_geometry
-from .masks import conv_output_lengths, padding_mask
+from .masks import conv_output_lengths, frame_lengths, num_frames, padding_mask
 
 
 def activation_fn(name: str):
@@ -133,6 +133,7 @@ class FeatureEncoder(nn.Module):
             layers.append(ConvLayer(in_channels, channels, kernel, stride, bias, norm))
             in_channels = channels
         self.layers = nn.ModuleList(layers)
+        self.conv_layers = tuple(conv_layers)
         self.out_channels = in_channels
         self.receptive_field, self.hop = conv_geometry(conv_layers)
 
@@ -146,14 +147,17 @@ class FeatureEncoder(nn.Module):
     block_budget = 400
     min_block_frames = 25
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, group_stats=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, group_stats=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # waveforms: (B, S) -> features (B, T, C); group_stats (mean, var) feed the first layer's GroupNorm
         hop, field = self.hop, self.receptive_field
-        num_frames = (waveforms.shape[1] - field) // hop + 1
         block = self.block_frames
         if waveforms.device.type == "cpu":
             block = min(block, max(self.min_block_frames, self.block_budget // max(1, waveforms.shape[0])))
-        if static_graph() or self.training or num_frames <= block:
+        whole = static_graph() or self.training  # a traced graph must not depend on the batch's width
+        total_frames = 0 if whole else num_frames(waveforms.shape[1], self.conv_layers)
+        if whole or total_frames <= block:
             x = waveforms.unsqueeze(1)  # (B, 1, S)
             for i, layer in enumerate(self.layers):
                 x, lengths = layer(x, lengths, group_stats if i == 0 else None)
@@ -161,17 +165,14 @@ class FeatureEncoder(nn.Module):
         if self.layers[0].norm_kind == "group" and group_stats is None:
             group_stats = self.first_layer_stats(waveforms, lengths)
         blocks = []
-        for f0 in range(0, num_frames, block):
-            f1 = min(f0 + block, num_frames)
+        for f0 in range(0, total_frames, block):
+            f1 = min(f0 + block, total_frames)
             x = waveforms[:, f0 * hop:(f1 - 1) * hop + field].unsqueeze(1)  # (B, 1, block samples)
             for i, layer in enumerate(self.layers):
                 # Statistics are given, so the block lengths only need to be valid sizes here.
                 x, _ = layer(x, torch.full_like(lengths, x.shape[-1]), group_stats if i == 0 else None)
             blocks.append(x.transpose(1, 2))
-        out_lengths = lengths
-        for layer in self.layers:
-            out_lengths = conv_output_lengths(out_lengths, layer.kernel, layer.stride)
-        return torch.cat(blocks, dim=1), out_lengths
+        return torch.cat(blocks, dim=1), frame_lengths(lengths, self.conv_layers)
 
     def first_layer_stats(self, waveforms: torch.Tensor, lengths: torch.Tensor, wave_stats=None, eps: float = 1e-7):
         """Per-utterance (mean, var), each (B, C, 1), of the first conv layer's output over valid frames.
@@ -185,21 +186,21 @@ class FeatureEncoder(nn.Module):
         conv = first.conv
         device = conv.weight.device
         kernel, stride = first.kernel, first.stride
-        frame_lengths = conv_output_lengths(lengths, kernel, stride).to(device)
-        num_frames = max(0, (waveforms.shape[1] - kernel) // stride + 1)
+        first_lengths = conv_output_lengths(lengths, kernel, stride).to(device)
+        first_frames = num_frames(waveforms.shape[1], self.conv_layers[:1])
         step = self.block_frames * self.hop // stride
         batch = waveforms.shape[0]
         count = torch.zeros(batch, 1, dtype=torch.float64, device=device)
         mean = torch.zeros(batch, kernel, dtype=torch.float64, device=device)
         m2 = torch.zeros(batch, kernel, kernel, dtype=torch.float64, device=device)
-        for f0 in range(0, num_frames, step):
-            f1 = min(f0 + step, num_frames)
+        for f0 in range(0, first_frames, step):
+            f1 = min(f0 + step, first_frames)
             piece = waveforms[:, f0 * stride:(f1 - 1) * stride + kernel].to(device, torch.float64)
             if wave_stats is not None:
                 wave_mean, wave_var = (t.to(device, torch.float64) for t in wave_stats)
                 piece = (piece - wave_mean) * torch.rsqrt(wave_var + eps)
             windows = piece.unfold(1, kernel, stride)  # (B, f1 - f0, kernel)
-            n = (frame_lengths - f0).clamp(0, f1 - f0).unsqueeze(1).double()  # (B, 1) valid frames of this block
+            n = (first_lengths - f0).clamp(0, f1 - f0).unsqueeze(1).double()  # (B, 1) valid frames of this block
             valid = (torch.arange(f1 - f0, device=device) < n).unsqueeze(-1)  # (B, f1 - f0, 1)
             block_mean = (windows * valid).sum(1) / n.clamp(min=1)  # (B, kernel)
             centered = (windows - block_mean.unsqueeze(1)) * valid

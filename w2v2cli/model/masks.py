@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..config import conv_geometry
+
 
 def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     """Valid output frames of an unpadded conv: floor((L - k) / s) + 1, clamped at 0 for inputs shorter than k."""
@@ -15,6 +17,18 @@ def frame_lengths(lengths: torch.Tensor, conv_layers) -> torch.Tensor:
     for _, kernel, stride in conv_layers:
         lengths = conv_output_lengths(lengths, kernel, stride)
     return lengths
+
+
+def num_frames(num_samples: int, conv_layers) -> int:
+    """`frame_lengths` of one plain length, as an int (e.g. the frames of a padded batch's width)."""
+    return int(frame_lengths(torch.tensor([num_samples]), conv_layers)[0])
+
+
+def samples_for_frames(num_frames: int, conv_layers) -> int:
+    """The fewest samples for which `frame_lengths` gives `num_frames` (>= 1) frames: the receptive field plus
+    a hop per further frame."""
+    field, hop = conv_geometry(conv_layers)
+    return field + (num_frames - 1) * hop
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -53,7 +53,7 @@ def utterance_stats(model, waveform: torch.Tensor) -> UtteranceStats:
     cfg = model.config
     stats = UtteranceStats()
     num_samples = waveform.shape[0]
-    block = 16000 * 60
+    block = cfg.sample_rate * 60  # a minute of samples per pass
     if cfg.normalize_waveform:
         total = sum(waveform[i:i + block].double().sum() for i in range(0, num_samples, block))
         mean = total / max(num_samples, 1)
