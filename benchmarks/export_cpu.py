@@ -25,7 +25,8 @@ from conftest import speechlike  # noqa: E402
 
 from w2v2cli import Vocabulary, build_model, load_model, preset  # noqa: E402
 from w2v2cli.decode import greedy_decode  # noqa: E402
-from w2v2cli.export import _onnx_runner, export_model  # noqa: E402
+from w2v2cli.export import export_model  # noqa: E402
+from w2v2cli.onnx_model import OnnxModel  # noqa: E402
 from w2v2cli.scoring import error_counts  # noqa: E402
 
 
@@ -46,7 +47,8 @@ def main():
         model = build_model(preset(args.config, vocab_size=len(vocab)), vocab).eval()
     g = torch.Generator().manual_seed(0)
     seconds = [4 + 8 * float(torch.rand((), generator=g)) for _ in range(args.files)]
-    waves = [torch.from_numpy(speechlike(int(s * 16000), seed=i)) for i, s in enumerate(seconds)]
+    rate = model.config.sample_rate
+    waves = [torch.from_numpy(speechlike(int(s * rate), seed=i, sample_rate=rate)) for i, s in enumerate(seconds)]
     total = sum(seconds)
 
     def eager(dtype):
@@ -61,8 +63,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         export_model(model, "onnx", Path(tmp) / "m.onnx", verify=False)
         export_model(model, "onnx", Path(tmp) / "m8.onnx", quantize="int8", verify=False)
-        runtimes["onnxruntime fp32"] = _onnx_runner(Path(tmp) / "m.onnx", args.threads)
-        runtimes["onnxruntime int8"] = _onnx_runner(Path(tmp) / "m8.onnx", args.threads)
+        runtimes["onnxruntime fp32"] = OnnxModel(Path(tmp) / "m.onnx", args.threads)
+        runtimes["onnxruntime int8"] = OnnxModel(Path(tmp) / "m8.onnx", args.threads)
         results, reference = {}, None
         for name, run in runtimes.items():
             texts = []

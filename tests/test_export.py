@@ -1,6 +1,9 @@
 """`w2v2 export`: every format written, run and compared with the model; transformers round trip; transcription
-from an ONNX file; bad input leaves nothing behind."""
+from an ONNX file; logits compared relative to their magnitude; bad input, a wrong export or a broken onnx
+install leaves nothing behind and says so in one line."""
 
+import importlib.abc
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,7 +19,8 @@ from w2v2cli import Vocabulary, build_model, load_model, preset, save_model
 from w2v2cli import export as export_module
 from w2v2cli.cli import app
 from w2v2cli.errors import ConfigError
-from w2v2cli.export import ExportError, export_model, verification_inputs
+from w2v2cli.export import ExportError, Tolerance, export_model, logit_difference, verification_inputs
+from w2v2cli.io import hf as hf_module
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
@@ -40,8 +44,8 @@ def ctc_model(request):
                                       ("hf", "hf"), ("safetensors", "m.safetensors")])
 def test_every_format_is_written_and_verified(ctc_model, tmp_path, fmt, name):
     report = export_model(ctc_model, fmt, tmp_path / name)
-    assert report.verified and report.transcripts_equal
-    assert report.max_abs_diff <= export_module.TOLERANCE[fmt]
+    assert report.verified and report.transcripts_equal and report.tolerance_used <= 1
+    assert report.max_abs_diff <= export_module.TOLERANCE[fmt].atol
     assert (tmp_path / name).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary leftovers
 
@@ -65,7 +69,7 @@ def test_onnx_metadata_and_dynamic_axes(ctc_model, tmp_path):
 
 def test_pt2_loads_with_plain_pytorch(ctc_model, tmp_path):
     export_model(ctc_model, "pt2", tmp_path / "m.pt2")
-    waveforms, lengths = verification_inputs()
+    waveforms, lengths = verification_inputs(ctc_model.config.sample_rate)
     torch.save({"w": waveforms, "l": lengths}, tmp_path / "inputs.pt")
     code = (
         "import sys, torch; m = torch.export.load(sys.argv[1]).module(); x = torch.load(sys.argv[2]);"
@@ -145,11 +149,111 @@ def test_cli_reports_and_bad_input(tmp_path):
 
 
 def test_a_failed_verification_leaves_nothing_behind(ctc_model, tmp_path, monkeypatch):
-    monkeypatch.setitem(export_module.TOLERANCE, "onnx", -1.0)
-    with pytest.raises(ExportError, match="max abs logit difference"):
+    monkeypatch.setitem(export_module.TOLERANCE, "onnx", Tolerance(0.0, 0.0))
+    with pytest.raises(ExportError, match="logits off by"):
         export_model(ctc_model, "onnx", tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ConfigError, match="not an empty folder"):
         (tmp_path / "busy").mkdir()
         (tmp_path / "busy" / "x").write_text("x")
         export_model(ctc_model, "hf", tmp_path / "busy")
+
+
+def test_logit_difference_scales_with_each_logit():
+    reference = torch.tensor([[1.0, -1e4, 0.5]])
+    ulp = torch.nextafter(torch.tensor(-1e4), torch.tensor(0.0)) - torch.tensor(-1e4)  # 0.00098
+    one_ulp_off = reference + torch.tensor([[0.0, float(ulp), 0.0]])
+    assert logit_difference(one_ulp_off, reference, Tolerance(1e-4, 0.0))[1] > 1  # the old absolute check
+    assert logit_difference(one_ulp_off, reference, export_module.TOLERANCE["hf"])[1] <= 1
+    diff, used = logit_difference(reference + torch.tensor([[2e-4, 0.0, 0.0]]), reference, Tolerance(1e-4, 1e-6))
+    assert diff == pytest.approx(2e-4, rel=1e-3) and used > 1  # a small logit keeps the absolute bound
+    assert logit_difference(reference * float("nan"), reference, Tolerance(1.0, 1.0))[1] != 0  # NaN fails
+
+
+def tiny_ctc_model(vocab: Vocabulary) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(preset("tiny", vocab_size=len(vocab)), vocab).eval()
+
+
+@pytest.fixture
+def suppressing_model():
+    """A CTC head that never emits two tokens: its bias holds them at -1e4 and -1e5, where one float32 ulp is
+    0.00098 and 0.0078."""
+    model = tiny_ctc_model(Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'"))
+    with torch.no_grad():
+        model.ctc_head.weight.normal_(0, 0.5)
+        model.ctc_head.bias[-2:] = torch.tensor([-1e4, -1e5])
+    return model
+
+
+@pytest.mark.parametrize("fmt,name", [("hf", "hf"), ("onnx", "m.onnx"), ("pt2", "m.pt2"),
+                                      ("torchscript", "m.pt"), ("safetensors", "m.safetensors")])
+def test_logits_held_at_large_magnitudes_verify(suppressing_model, tmp_path, fmt, name):
+    pytest.importorskip("transformers")
+    report = export_model(suppressing_model, fmt, tmp_path / name)
+    assert report.verified and report.transcripts_equal and report.tolerance_used <= 1
+    if fmt == "hf":
+        written = load_file(tmp_path / name / "model.safetensors")
+        assert torch.equal(written["lm_head.bias"], suppressing_model.ctc_head.bias)
+
+
+@pytest.mark.parametrize("token,offset", [(0, 0.01), (-2, 1.0)])  # an ordinary token; one held at -1e4
+def test_a_wrong_weight_is_still_refused(suppressing_model, tmp_path, monkeypatch, token, offset):
+    pytest.importorskip("transformers")
+    exact = hf_module.hf_state
+
+    def perturbed(model):
+        state = exact(model)
+        state["lm_head.bias"] = state["lm_head.bias"].clone()
+        state["lm_head.bias"][token] += offset
+        return state
+
+    monkeypatch.setattr(hf_module, "hf_state", perturbed)
+    with pytest.raises(ExportError, match="does not reproduce the model"):
+        export_model(suppressing_model, "hf", tmp_path / "hf")
+    assert list(tmp_path.iterdir()) == []
+
+
+class _BrokenImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds one package and fails while running it, the way onnx fails beside ml-dtypes 0.7 and numpy 1.26."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise SystemError("<built-in function __import__> returned a result with an exception set")
+
+
+def _break_import(monkeypatch, name, how):
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    if how == "absent":
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    else:
+        monkeypatch.setattr(sys, "meta_path", [_BrokenImport(name), *sys.meta_path])
+
+
+@pytest.mark.parametrize("how", ["absent", "broken"])
+def test_export_says_in_one_line_when_onnx_cannot_be_imported(tmp_path, monkeypatch, how):
+    model = save_model(tiny_ctc_model(Vocabulary.from_characters("AB")), tmp_path / "m.safetensors")
+    _break_import(monkeypatch, "onnx", how)
+    result = runner.invoke(app, ["export", str(model), "-f", "onnx", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert "onnx cannot be imported" in result.stderr and "pip install 'w2v2cli[export]'" in result.stderr
+    assert ("SystemError" in result.stderr) == (how == "broken")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_transcribe_says_in_one_line_when_onnxruntime_cannot_be_imported(tmp_path, monkeypatch):
+    export_model(tiny_ctc_model(Vocabulary.from_characters("AB")), "onnx", tmp_path / "m.onnx", verify=False)
+    _break_import(monkeypatch, "onnxruntime", "broken")
+    wav = str(sorted(SPEECH.glob("*.wav"))[0])
+    result = runner.invoke(app, ["transcribe", "--model", str(tmp_path / "m.onnx"), wav])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "onnxruntime cannot be imported (SystemError" in result.stderr
