@@ -43,10 +43,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from w2v2cli import align, load_model
+from w2v2cli import ModelConfig, align, load_model
 from w2v2cli.io.audio import load_audio
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = ModelConfig.sample_rate  # the rate the toolkit's models run at
 VOICES = ("en-gb-x-rp+m5", "en-gb-x-rp+f3", "en-gb-x-rp+david")  # held out of the synthetic-en training set
 SPEED_WPM = (150, 175)
 PAUSE_S = (0.05, 0.4)

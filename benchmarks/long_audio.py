@@ -3,10 +3,10 @@ and speed); with `lean`, peak memory grows only by the decoded waveform.
 
 Usage: .venv/bin/python benchmarks/long_audio.py [--minutes 10 30 60] [--threads 2] [--allocator fast|lean]
 
-Writes a 16 kHz 16-bit WAV of synthetic speech-like audio per length, a randomly initialized base-config model,
-and runs the installed command line (`python -m w2v2cli transcribe`) on each file in a fresh process, reading
-the child's peak resident set size from the kernel (getrusage). The decoded waveform alone is
-4 bytes x 16000 x seconds (230 MB per hour).
+Writes a 16-bit WAV of synthetic speech-like audio per length at the model's rate (16 kHz), a randomly initialized
+base-config model, and runs the installed command line (`python -m w2v2cli transcribe`) on each file in a fresh
+process, reading the child's peak resident set size from the kernel (getrusage). The decoded waveform alone is
+4 bytes x rate x seconds (230 MB per hour at 16 kHz).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import speechlike  # noqa: E402
 
-from w2v2cli import Vocabulary, build_model, preset, save_model  # noqa: E402
+from w2v2cli import ModelConfig, Vocabulary, build_model, preset, save_model  # noqa: E402
 from w2v2cli.cli import MALLOPT  # noqa: E402
 
 
-def write_long_wav(path: Path, minutes: float) -> None:
-    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
+def write_long_wav(path: Path, minutes: float, sample_rate: int = ModelConfig.sample_rate) -> None:
+    with sf.SoundFile(path, "w", samplerate=sample_rate, channels=1, subtype="PCM_16") as f:
         for i in range(int(minutes * 6)):  # 10-second blocks
-            f.write(speechlike(160000, seed=i))
+            f.write(speechlike(10 * sample_rate, seed=i, sample_rate=sample_rate))
 
 
 def run(model: Path, audio: Path, threads: int, allocator: str) -> tuple[float, float, str]:
@@ -60,7 +60,8 @@ def main():
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = save_model(build_model(preset("base", vocab_size=len(vocab)), vocab), tmp / "base.safetensors")
+        config = preset("base", vocab_size=len(vocab))
+        model = save_model(build_model(config, vocab), tmp / "base.safetensors")
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
               f"torch {torch.__version__}; base config, default --chunk-seconds 30 and --batch-seconds 30, "
               f"W2V2_ALLOCATOR={args.allocator}")
@@ -71,7 +72,7 @@ def main():
         # measured in a fresh interpreter started by a small wrapper instead.
         for minutes in sorted(args.minutes):
             audio = tmp / f"{minutes:g}min.wav"
-            write_long_wav(audio, minutes)
+            write_long_wav(audio, minutes, config.sample_rate)
             wrapper = subprocess.run(
                 [sys.executable, __file__, "--measure", str(model), str(audio), str(args.threads), args.allocator],
                 capture_output=True, text=True,
@@ -79,7 +80,7 @@ def main():
             if wrapper.returncode:
                 raise SystemExit(wrapper.stderr)
             peak_mb, wall = map(float, wrapper.stdout.split())
-            waveform_mb = minutes * 60 * 16000 * 4 / 2**20
+            waveform_mb = minutes * 60 * config.sample_rate * 4 / 2**20
             print(f"| {minutes:g} min | {waveform_mb:.0f} MB | {peak_mb:.0f} MB | {peak_mb - waveform_mb:.0f} MB | "
                   f"{wall:.0f} s | {minutes * 60 / wall:.1f} |", flush=True)
             audio.unlink()

@@ -49,23 +49,24 @@ def main():
         tmp = Path(tmp)
         hf_model, extractor, tokenizer = make_hf_folder(tmp / "model", args.form, size=BASE)
         model = load_model(tmp / "model")
+        rate = model.config.sample_rate
         paths = []
         for i, s in enumerate(seconds):
             paths.append(tmp / f"{i:03d}.wav")
-            sf.write(paths[-1], speechlike(int(s * 16000), seed=i), 16000, subtype="PCM_16")
+            sf.write(paths[-1], speechlike(int(s * rate), seed=i, sample_rate=rate), rate, subtype="PCM_16")
         audio = [sf.read(p, dtype="float32")[0] for p in paths]
-        total = sum(len(a) for a in audio) / 16000
+        total = sum(len(a) for a in audio) / rate
 
         # transformers: padded batches of 8 in file order, greedy.
         with torch.inference_mode():
-            hf_model(**extractor(audio[:2], sampling_rate=16000, return_tensors="pt", padding=True))  # warm-up
+            hf_model(**extractor(audio[:2], sampling_rate=rate, return_tensors="pt", padding=True))  # warm-up
             start = time.perf_counter()
             hf_text = []
             for i in range(0, len(audio), 8):
-                inputs = extractor(audio[i:i + 8], sampling_rate=16000, return_tensors="pt", padding=True)
+                inputs = extractor(audio[i:i + 8], sampling_rate=rate, return_tensors="pt", padding=True)
                 hf_text += tokenizer.batch_decode(hf_model(**inputs).logits.argmax(-1))
             hf_seconds = time.perf_counter() - start
-            reference = [hf_model(**extractor([a], sampling_rate=16000, return_tensors="pt")).logits[0].argmax(-1)
+            reference = [hf_model(**extractor([a], sampling_rate=rate, return_tensors="pt")).logits[0].argmax(-1)
                          for a in audio]
 
         rows = []

@@ -39,11 +39,12 @@ def main():
         raise SystemExit("needs CUDA")
     vocab = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
     model = build_model(preset("base", vocab_size=len(vocab)), vocab).cuda().eval()
+    rate = model.config.sample_rate
     rng = np.random.default_rng(0)
     audio, total = [], 0.0
     while total < args.hours * 3600:
         seconds = float(rng.uniform(2, 20))
-        audio.append(torch.from_numpy(speechlike(int(seconds * 16000), seed=len(audio))))
+        audio.append(torch.from_numpy(speechlike(int(seconds * rate), seed=len(audio), sample_rate=rate)))
         total += seconds
     runner = EmissionRunner(model, "cuda", args.precision, batch_seconds=args.batch_seconds)
     decoder = GreedyDecoder(vocab, runner.frame_seconds)

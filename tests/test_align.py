@@ -272,6 +272,17 @@ def test_ctm_tsv_json_srt_vtt(aligned):
     assert render(aligned, "vtt").startswith("WEBVTT")
 
 
+def test_format_choices_come_from_the_writer_registry():
+    from w2v2cli.writers import ALIGNMENT, TRANSCRIPT, WRITERS, formats
+
+    for command, kind in (("transcribe", TRANSCRIPT), ("align", ALIGNMENT)):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"}).output
+        assert f"<{'|'.join(formats(kind))}>" in shown
+    assert set(formats(TRANSCRIPT)) | set(formats(ALIGNMENT)) == set(WRITERS)
+    refused = runner.invoke(app, ["transcribe", "--format", "ctm", "x.wav"])
+    assert refused.exit_code == 2 and "'ctm' is not one of" in refused.output
+
+
 # Command line ---------------------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -140,3 +140,16 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path, native_model):
     command = f"{sys.executable} -m w2v2cli transcribe -m {native_model} --batch-size 1 {tmp_path}/*.wav | head -c 1"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True)
     assert result.stderr == "" and result.returncode in (0, 141)
+
+
+def test_a_folder_where_audio_belongs_is_named_in_one_line(tmp_path, native_model):
+    """align takes one audio file: a folder fails that item (`path: reason`, exit 1); evaluate reads a data
+    source: a folder without audio is a one-line error."""
+    folder = tmp_path / "x.wav"
+    folder.mkdir()
+    result = w2v2("align", "-m", native_model, folder, "hello", "-q")
+    assert result.returncode == 1 and result.stderr == f"{folder}: is a directory, not an audio file\n"
+    result = w2v2("evaluate", "-m", native_model, "--data", folder)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"w2v2: error: {folder}: no usable audio in this data source "
+                                                  "(no audio files in this folder)"]

@@ -422,3 +422,28 @@ def test_tsv_of_audio_text_pairs_is_read_like_align_manifests():
     assert [u.id for u in source.utterances] == ["quick_brown_fox", "speech_recognition", "self_supervised"]
     assert source.utterances[0].text == "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
     assert all(u.num_samples > 16000 for u in source.utterances) and not source.problems
+
+
+def test_one_parser_reads_manifest_lines_for_align_and_for_data_sources(tmp_path):
+    """`align --manifest` and the .jsonl / .tsv sources read lines with the same parser: JSON objects or
+    audio<TAB>text pairs, blank and # lines skipped (JSON Lines has no comments), each problem named by line."""
+    from w2v2cli.manifest import manifest_records, read_pairs
+
+    lines = ['{"audio": "a.wav", "text": "hi"}', "", "# a comment", "b.wav\tthere you are", "{not json", "no tab",
+             "[1]"]
+    assert list(manifest_records(lines, "m")) == [
+        ("m:1", {"audio": "a.wav", "text": "hi"}), ("m:4", {"audio": "b.wav", "text": "there you are"}),
+        ("m:5", "invalid JSON (Expecting property name enclosed in double quotes)"),
+        ("m:6", "expected audio<TAB>text or a JSON object"), ("m:7", "expected audio<TAB>text or a JSON object")]
+    jsonl = [where_record[1] for where_record in manifest_records(lines, "m", "jsonl")]
+    assert jsonl[0] == {"audio": "a.wav", "text": "hi"} and jsonl[1].startswith("invalid JSON")  # the # line
+    assert jsonl[-1] == "expected a JSON object"
+    assert [r for _, r in manifest_records(["c.wav"], "m", "tsv")] == [{"audio": "c.wav", "text": ""}]
+    items = list(read_pairs(iter(line + "\n" for line in lines), "stdin"))  # lazily, as from stdin
+    assert [(str(i.audio), i.text, i.problem) for i in items[:2]] == [("a.wav", "hi", None),
+                                                                       ("b.wav", "there you are", None)]
+    assert [str(i.audio) for i in items[2:]] == ["stdin:5", "stdin:6", "stdin:7"]
+    write(tmp_path / "a.wav", 1600)
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    problems = read_source(tmp_path / "m.jsonl").problems
+    assert [p.split(": ")[0].rsplit(":", 1)[1] for p in problems] == ["3", "4", "5", "6", "7"]

@@ -218,9 +218,53 @@ def test_encoder_without_head_cannot_transcribe(tmp_path, audio_dir):
     assert result.exit_code == 2 and "no CTC head" in result.stderr
 
 
-def test_beam_option_runs(model_file, audio_dir):
+def test_beam_search_sums_paths_where_greedy_takes_the_best_frame():
+    """Two frames that each lean to blank (0.6) against I (0.4): greedy reads blank twice and drops the I; beam
+    search sums the paths of each text, and HI's (1 - 0.6^2 = 0.64) outweigh H's (0.36)."""
+    leans_blank = {"_": 0.6, "I": 0.4}
+    columns = [{"H": 0.95}, leans_blank, leans_blank, {"|": 0.95}, {"O": 0.95}, {"K": 0.95}, {"_": 0.95}]
+    lp = np.full((len(columns), len(VOCAB)), 1e-4, np.float32)
+    for t, probs in enumerate(columns):
+        for c, p in probs.items():
+            lp[t, VOCAB.blank if c == "_" else VOCAB.tokens.index(c)] = p
+    lp = torch.from_numpy(np.log(lp / lp.sum(1, keepdims=True)))
+    assert GreedyDecoder(VOCAB, 0.02)(lp)[0] == "H OK"
+    text, words = BeamDecoder(VOCAB, 0.02, beam_width=8)(lp)
+    assert text == "HI OK" and [w.word for w in words] == ["HI", "OK"]
+
+
+def test_decoding_options_reach_the_library(model_file, audio_dir, monkeypatch):
+    """The command hands its decoding options to `transcribe_iter` as given; --hotword implies --beam."""
+    import w2v2cli.cli.transcribe as command
+
+    received = []
+
+    def fake(model, inputs, **options):
+        received.append(options)
+        return iter(())
+
+    monkeypatch.setattr(command, "transcribe_iter", fake)
     result = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "--beam", "--beam-width", "4", "-q")
-    assert result.exit_code == 0 and result.stdout.strip()
+    assert result.exit_code == 0
+    assert received[-1]["beam"] is True and received[-1]["beam_width"] == 4 and received[-1]["lm"] is None
+    invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "--hotword", "OK", "--alpha", "0.7", "-q")
+    assert received[-1]["beam"] is True and received[-1]["hotwords"] == ["OK"] and received[-1]["alpha"] == 0.7
+    invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "-q")
+    assert received[-1]["beam"] is False
+
+
+def test_a_folder_without_audio_is_a_one_line_error(model_file, audio_dir, tmp_path):
+    """A folder with no audio files in it, or a folder named like an audio file, is an error before any work
+    starts, also next to good inputs: not an empty success."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no audio here\n")
+    named = tmp_path / "x.wav"
+    named.mkdir()
+    for args in ([empty], [named], [audio_dir / "a.wav", empty]):
+        result = invoke("transcribe", "-m", model_file, *args, "-f", "jsonl")
+        assert result.exit_code == 1 and result.stdout == "", (args, result.output)
+        assert result.stderr == f"w2v2: error: {args[-1]}: no audio files found\n"
 
 
 def test_output_name_clash_fails_that_input_only(model_file, audio_dir, tmp_path):

@@ -6,7 +6,9 @@ from .align import align  # noqa: E402
 from .config import PRESETS, ModelConfig, preset  # noqa: E402
 from .io.checkpoint import load_model, save_model  # noqa: E402
 from .model import Wav2Vec2, build_model  # noqa: E402
+from .results import Result, Word  # noqa: E402
 from .text import Vocabulary  # noqa: E402
 from .transcribe import transcribe  # noqa: E402  (the function; the module stays importable by its path)
 
-__all__ = ["PRESETS", "align", "ModelConfig", "Vocabulary", "Wav2Vec2", "__version__", "build_model", "load_model", "preset", "save_model", "transcribe"]
+__all__ = ["PRESETS", "ModelConfig", "Result", "Vocabulary", "Wav2Vec2", "Word", "__version__", "align", "build_model",
+           "load_model", "preset", "save_model", "transcribe"]

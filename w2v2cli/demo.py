@@ -25,7 +25,7 @@ def main(folder: str = "sample_audio") -> int:
         return scored(folder)
     cfg = preset("base")
     table = Table(title=f"audio in {folder}/ as the model sees it", title_justify="left")
-    for column in ("file", "seconds", "samples @ 16 kHz", "frames"):
+    for column in ("file", "seconds", f"samples @ {cfg.sample_rate / 1000:g} kHz", "frames"):
         table.add_column(column, justify="left" if column == "file" else "right")
     for path in find_audio_files(folder):
         try:
