@@ -14,6 +14,7 @@ backoff weight of a context is exactly its interpolation weight, so the ARPA fil
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -41,8 +42,20 @@ def estimate(sentences: Iterable[str], order: int = 3, min_count: int = 1) -> di
     `min_count` > 1 leaves out highest-order n-grams seen fewer times (their mass goes to the backoff).
     """
     if order < 1:
-        raise ConfigError(f"--order {order}: must be >= 1")
-    raw: list[Counter] = [Counter() for _ in range(order)]  # raw[k]: counts of (k+1)-grams
+        raise ConfigError(f"n-gram order {order}: must be >= 1")
+    raw, n_sentences, n_words = _raw_counts(sentences, order)
+    if n_sentences == 0:
+        raise ConfigError("no words to estimate a language model from")
+    adjusted = _adjusted_counts(raw, min_count)
+    vocab = {g[0] for g in raw[0]} | {UNK}
+    vocab.discard(BOS)
+    probs, gammas = _interpolate(raw, adjusted, vocab)
+    return {"order": order, "ngrams": _log_tables(probs, gammas), "sentences": n_sentences, "words": n_words}
+
+
+def _raw_counts(sentences: Iterable[str], order: int) -> tuple[list[Counter], int, int]:
+    """raw[k]: counts of the (k+1)-grams of the sentences framed by <s> and </s>; sentences and words counted."""
+    raw: list[Counter] = [Counter() for _ in range(order)]
     n_sentences = n_words = 0
     for sentence in sentences:
         words = sentence.split()
@@ -58,10 +71,13 @@ def estimate(sentences: Iterable[str], order: int = 3, min_count: int = 1) -> di
                 if gram == (BOS,):
                     continue
                 raw[k][gram] += 1
-    if n_sentences == 0:
-        raise ConfigError("no words to estimate a language model from")
+    return raw, n_sentences, n_words
 
-    # Adjusted counts: raw for the highest order and for n-grams that begin with <s>; else continuation counts.
+
+def _adjusted_counts(raw: list[Counter], min_count: int) -> list[Counter]:
+    """Raw counts for the highest order (pruned below `min_count`) and for n-grams that begin with <s>;
+    continuation counts for the rest."""
+    order = len(raw)
     adjusted: list[Counter] = [Counter() for _ in range(order)]
     adjusted[order - 1] = Counter({g: c for g, c in raw[order - 1].items() if c >= min_count or g[0] == BOS})
     for k in range(order - 1):
@@ -72,12 +88,15 @@ def estimate(sentences: Iterable[str], order: int = 3, min_count: int = 1) -> di
             suffix = gram[1:]
             if suffix[0] != BOS:
                 adjusted[k][suffix] += 1
-    vocab = {g[0] for g in raw[0]} | {UNK}
-    vocab.discard(BOS)
+    return adjusted
 
-    # Interpolated probabilities, lowest order first.
-    probs: list[dict] = [dict() for _ in range(order)]
-    gammas: list[dict] = [dict() for _ in range(order)]  # gammas[k][context of length k]
+
+def _interpolate(raw: list[Counter], adjusted: list[Counter], vocab: set) -> tuple[list[dict], list[dict]]:
+    """Interpolated probabilities per order, lowest first, and the interpolation weight of each context
+    (gammas[k][context of length k])."""
+    order = len(raw)
+    probs: list[dict] = [{} for _ in range(order)]
+    gammas: list[dict] = [{} for _ in range(order)]
     for k in range(order):
         counts = adjusted[k]
         d = _discount(raw[k] if k == order - 1 else counts)
@@ -101,7 +120,12 @@ def estimate(sentences: Iterable[str], order: int = 3, min_count: int = 1) -> di
             ctx = gram[:-1]
             lower = _backed_off(probs, gammas, gram[1:])
             probs[k][gram] = max(c - d, 0) / totals[ctx] + gammas[k][ctx] * lower
+    return probs, gammas
 
+
+def _log_tables(probs: list[dict], gammas: list[dict]) -> list[dict]:
+    """Per order, {n-gram: (log10 prob, log10 backoff)} as ARPA lists them."""
+    order = len(probs)
     ngrams = []
     for k in range(order):
         table = {}
@@ -112,7 +136,7 @@ def estimate(sentences: Iterable[str], order: int = 3, min_count: int = 1) -> di
     # <s> is only ever a context: ARPA lists it with probability -99 and its backoff.
     bos_bow = gammas[1].get((BOS,)) if order > 1 else None
     ngrams[0][(BOS,)] = (-99.0, math.log10(bos_bow) if bos_bow else 0.0)
-    return {"order": order, "ngrams": ngrams, "sentences": n_sentences, "words": n_words}
+    return ngrams
 
 
 def _backed_off(probs: list[dict], gammas: list[dict], gram: tuple) -> float:
@@ -149,10 +173,7 @@ def read_sentences(paths: Iterable, vocab=None, stats: dict | None = None):
     normalized as transcripts are for training: into `vocab`'s letter case and characters when given (the
     model the LM will decode with), else upper case, letters, digits and apostrophes. `stats` counts lines
     read and lines left without a word."""
-    import json
     import sys
-
-    from .text import encode_transcript, training_characters
 
     stats = stats if stats is not None else {}
     stats.setdefault("lines", 0)
@@ -161,27 +182,32 @@ def read_sentences(paths: Iterable, vocab=None, stats: dict | None = None):
         path = str(path)
         if path != "-" and not Path(path).is_file():
             raise ConfigError(f"{path}: no such text file")
-        f = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="strict")
         try:
-            for number, line in enumerate(f, 1):
-                if path.endswith(".jsonl"):
-                    if not line.strip():
-                        continue
-                    try:
-                        line = json.loads(line)["text"]
-                    except (ValueError, KeyError, TypeError):
-                        raise ConfigError(f"{path}:{number}: not a JSON object with a \"text\" field") from None
-                stats["lines"] += 1
-                text = encode_transcript(line, vocab)[1] if vocab is not None else training_characters(line)[0]
-                if text.split():
-                    yield text
-                else:
-                    stats["empty"] += 1
+            with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8") as f:
+                yield from _sentences(f, path, vocab, stats)
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        finally:
-            if f is not sys.stdin:
-                f.close()
+
+
+def _sentences(lines, path: str, vocab, stats: dict):
+    import json
+
+    from .text import encode_transcript, training_characters
+
+    for number, line in enumerate(lines, 1):
+        if path.endswith(".jsonl"):
+            if not line.strip():
+                continue
+            try:
+                line = json.loads(line)["text"]
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError(f"{path}:{number}: not a JSON object with a \"text\" field") from None
+        stats["lines"] += 1
+        text = encode_transcript(line, vocab)[1] if vocab is not None else training_characters(line)[0]
+        if text.split():
+            yield text
+        else:
+            stats["empty"] += 1
 
 
 def write_arpa(sentences: Iterable[str], path: Path, order: int = 3, min_count: int = 1) -> dict:
@@ -241,9 +267,9 @@ def read_arpa(path: Path) -> tuple[list[dict], list[dict]]:
                 if bow:
                     backoffs[-1][gram] = bow
     except (OSError, EOFError, UnicodeDecodeError, ValueError, IndexError) as exc:
-        raise ConfigError(f"--lm {path}: not a readable ARPA file ({exc})") from None
+        raise ConfigError(f"{path}: not a readable ARPA file ({exc})") from None
     if not probs or not probs[0]:
-        raise ConfigError(f"--lm {path}: not a readable ARPA file (no unigrams)")
+        raise ConfigError(f"{path}: not a readable ARPA file (no unigrams)")
     return probs, backoffs
 
 
