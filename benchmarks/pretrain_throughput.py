@@ -32,14 +32,15 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike  # noqa: E402
+from conftest import speechlike
 
-from w2v2cli import build_model, save_model  # noqa: E402
-from w2v2cli.config import FinetuneConfig, TrainConfig, preset  # noqa: E402
-from w2v2cli.inference import resolve_precision  # noqa: E402
-from w2v2cli.train import pretrain  # noqa: E402
-from w2v2cli.train.finetune import finetune  # noqa: E402
-from w2v2cli.train.flops import train_flops_per_audio_second  # noqa: E402
+from w2v2cli import build_model, save_model
+from w2v2cli.config import preset
+from w2v2cli.inference import resolve_precision
+from w2v2cli.train.config import FinetuneConfig, TrainConfig
+from w2v2cli.train.finetune import finetune
+from w2v2cli.train.flops import train_flops_per_audio_second
+from w2v2cli.train.pretrain import pretrain
 
 
 def cpu_name() -> str:
@@ -48,8 +49,8 @@ def cpu_name() -> str:
     return f"{names[0]} ({os.cpu_count()} cores)" if names else platform.machine()
 
 
-def write_corpus(folder: Path, hours: float, min_s: float, max_s: float, seed: int = 0) -> float:
-    """WAV files plus train.jsonl with random letter transcripts (for the CTC objective)."""
+def write_corpus(folder: Path, hours: float, min_s: float, max_s: float, sample_rate: int, seed: int = 0) -> float:
+    """WAV files at `sample_rate` plus train.jsonl with random letter transcripts (for the CTC objective)."""
     rng = np.random.default_rng(seed)
     total, i = 0.0, 0
     letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ   "))
@@ -57,7 +58,8 @@ def write_corpus(folder: Path, hours: float, min_s: float, max_s: float, seed: i
         while total < hours * 3600:
             seconds = float(rng.uniform(min_s, max_s))
             path = folder / f"utt{i:05d}.wav"
-            sf.write(path, speechlike(int(seconds * 16000), seed=i), 16000, subtype="PCM_16")
+            audio = speechlike(int(seconds * sample_rate), seed=i, sample_rate=sample_rate)
+            sf.write(path, audio, sample_rate, subtype="PCM_16")
             text = " ".join("".join(rng.choice(letters, int(15 * seconds))).split())
             manifest.write(json.dumps({"audio": str(path), "text": text, "duration": seconds}) + "\n")
             total += seconds
@@ -86,14 +88,15 @@ def main():
     args = parser.parse_args()
 
     rank0 = os.environ.get("RANK", "0") == "0"
+    rate = preset(args.config).sample_rate
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(os.environ.get("W2V2_BENCH_DATA", Path(tmp) / "audio"))
         if not data.exists() or not any(data.iterdir()):
             data.mkdir(parents=True, exist_ok=True)
-            write_corpus(data, args.hours, args.min_seconds, args.max_seconds)
+            write_corpus(data, args.hours, args.min_seconds, args.max_seconds, rate)
         cfg = TrainConfig(
             max_updates=args.updates, max_tokens=args.max_tokens, max_sample_size=args.max_sample_size,
-            min_sample_size=16000, log_every=args.log_every, save_every=10**9, warmup=0.1,
+            min_sample_size=rate, log_every=args.log_every, save_every=10**9, warmup=0.1,
             precision=args.precision, device=args.device, num_workers=args.num_workers,
             activation_checkpointing=args.activation_checkpointing,
         )
@@ -114,7 +117,7 @@ def main():
         return
     world = summary["world_size"]
     per_device = float(np.mean([r["audio_seconds_per_second"] for r in steady])) / world
-    utterance_s = min(args.max_sample_size / 16000, (args.min_seconds + args.max_seconds) / 2)
+    utterance_s = min(args.max_sample_size / rate, (args.min_seconds + args.max_seconds) / 2)
     flops = train_flops_per_audio_second(preset(args.config), utterance_s)
     on_gpu = torch.cuda.is_available() and args.device != "cpu"
     device = torch.cuda.get_device_name(0) if on_gpu else cpu_name()

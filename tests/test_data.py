@@ -13,7 +13,7 @@ import torch
 from conftest import speechlike
 
 import w2v2cli.data.sources as sources
-from w2v2cli.data import AudioBatchDataset, BucketBatchSampler, Utterance, make_loader, read_source
+from w2v2cli.data import AudioBatchDataset, BucketBatchSampler, LabeledUtterance, Utterance, make_loader, read_source
 from w2v2cli.errors import ConfigError, PathError
 from w2v2cli.io.audio import load_audio
 
@@ -339,12 +339,29 @@ def test_batch_is_padded_with_lengths(clips):
     batch = AudioBatchDataset(clips)[(2, 5, [1, 0, 2])]
     assert batch.waveforms.shape == (3, 8000) and batch.waveforms.dtype == torch.float32
     assert batch.lengths.tolist() == [8000, 4000, 6000] and batch.lengths.dtype == torch.int64
-    assert batch.ids == ["u1", "u0", "u2"] and batch.texts == ["text 1", "text 0", "text 2"]
+    assert batch.ids == ["u1", "u0", "u2"] and batch.targets is None and batch.target_lengths is None
     assert (batch.epoch, batch.position, batch.skipped, batch.num_samples) == (2, 5, [], 18000)
     assert torch.equal(batch.waveforms[1, :4000], load_audio(clips[0].path))
     assert not batch.waveforms[1, 4000:].any() and not batch.waveforms[2, 6000:].any()
     moved = batch.to("cpu")
     assert moved.ids == batch.ids and torch.equal(moved.waveforms, batch.waveforms)
+
+
+def test_labeled_batches_carry_their_padded_targets(clips, tmp_path):
+    """Targets are encoded once per utterance (LabeledUtterance) and padded per batch; a file that fails to
+    decode takes its targets out of the batch with it; the stand-in shape stays 2-d for an empty batch."""
+    labeled = [LabeledUtterance.of(u, range(1, i + 2)) for i, u in enumerate(clips)]
+    assert labeled[2].targets == (1, 2, 3) and labeled[2].text == "text 2" and labeled[2].path == clips[2].path
+    gone = LabeledUtterance("gone", tmp_path / "gone.wav", 8000, targets=(5, 5))
+    dataset = AudioBatchDataset(labeled + [gone])
+    batch = dataset[(0, 0, [3, 6, 0])]
+    assert batch.ids == ["u3", "u0"] and [uid for uid, _ in batch.skipped] == ["gone"]
+    assert batch.targets.tolist() == [[1, 2, 3, 4], [1, 0, 0, 0]] and batch.targets.dtype == torch.int64
+    assert batch.target_lengths.tolist() == [4, 1] and batch.target_lengths.dtype == torch.int64
+    moved = batch.to("cpu")
+    assert torch.equal(moved.targets, batch.targets) and torch.equal(moved.target_lengths, batch.target_lengths)
+    nothing = dataset[(0, 1, [6])]
+    assert nothing.targets.shape == (0, 1) and nothing.target_lengths.shape == (0,)
 
 
 def test_crops_are_random_windows_and_deterministic(clips):

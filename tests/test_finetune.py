@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 
 from w2v2cli import Vocabulary, build_model, load_model, preset, save_model
 from w2v2cli.cli import app
-from w2v2cli.config import FinetuneConfig, recipe_for_hours
 from w2v2cli.data import Utterance, read_source
 from w2v2cli.data.subset import select_hours
 from w2v2cli.errors import ConfigError, ModelFileError
 from w2v2cli.evaluate import evaluate
 from w2v2cli.text import encode_transcript, training_characters
+from w2v2cli.train.config import FinetuneConfig, recipe_for_hours
 from w2v2cli.train.finetune import SUBSET_FILE, ctc_frames_needed, finetune, recipe_defaults, with_ctc_head
 
 SPEECH = Path(__file__).resolve().parent / "fixtures" / "speech"
@@ -157,7 +157,7 @@ def test_bad_input_fails_before_any_work(labeled, tmp_path):
         finetune(labeled, tmp_path / "b", init="scratch", config="tiny", hours=2)
     with pytest.raises(ModelFileError, match="no such file"):
         finetune(labeled, tmp_path / "c", init=tmp_path / "missing.safetensors")
-    with pytest.raises(ConfigError, match=r"needs --config \(.*small-preln"):
+    with pytest.raises(ConfigError, match=r"config: init scratch needs a preset \(.*small-preln"):
         finetune(labeled, tmp_path / "d", init="scratch")
     letters = Vocabulary.from_characters("ABC")
     torch.manual_seed(0)
@@ -166,7 +166,7 @@ def test_bad_input_fails_before_any_work(labeled, tmp_path):
     digits.write_text(json.dumps({"audio": str(SPEECH / "quick_brown_fox.wav"), "text": "xyz 123"}) + "\n")
     with pytest.raises(ConfigError, match="no utterance can be trained on"):
         finetune(digits, tmp_path / "e", init=init, configure=configs(1))
-    with pytest.raises(ConfigError, match="--conv-init only goes with --init scratch"):
+    with pytest.raises(ConfigError, match="conv_init only goes with init scratch"):
         finetune(labeled, tmp_path / "h", init=init, conv_init="envelope")
     for path in ("a", "b", "d", "h"):
         assert not (tmp_path / path).exists()
@@ -261,9 +261,9 @@ def test_bootstrap_intervals():
 def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
     """--train-feature-encoder / --freeze-feature-encoder reach the fine-tuning config; left out, the recipe's
     default (frozen) stands."""
-    import w2v2cli.train.finetune as library
     from typer.testing import CliRunner
 
+    import w2v2cli.train.finetune as library
     from w2v2cli.cli import app
 
     seen = []
@@ -291,9 +291,9 @@ def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
         return {}
 
     monkeypatch.setattr(library, "finetune", fake)
-    given = dict(freeze_updates=7, mask_prob=0.3, mask_length=2, mask_channel_prob=0.1, mask_channel_length=16,
-                 layerdrop=0.05, dropout=0.01, attention_dropout=0.02, activation_dropout=0.03,
-                 feature_dropout=0.04, final_dropout=0.06, reinit_layers=2)
+    given = {"freeze_updates": 7, "mask_prob": 0.3, "mask_length": 2, "mask_channel_prob": 0.1,
+             "mask_channel_length": 16, "layerdrop": 0.05, "dropout": 0.01, "attention_dropout": 0.02,
+             "activation_dropout": 0.03, "feature_dropout": 0.04, "final_dropout": 0.06, "reinit_layers": 2}
     args = ["finetune", "--init", "m.safetensors", "--train", "t.jsonl", "-o", str(tmp_path)]
     for name, value in given.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
@@ -304,6 +304,24 @@ def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
     assert {name: getattr(seen[0], name) for name in given} == given and seen[0].train_feature_encoder
     bad = CliRunner().invoke(app, args[:7] + ["--mask-length", "0"])
     assert bad.exit_code != 0 and "mask-length must be >= 1, not 0" in bad.output and "Traceback" not in bad.output
+
+
+def test_library_errors_are_worded_with_the_options_the_user_typed():
+    """The library names settings by field (max_tokens); the CLI swaps in its options: a snake_case name wherever
+    it stands alone, a one-word name where it opens the message or a clause, never a word inside a path or a
+    value that merely looks like a setting."""
+    from w2v2cli.cli.training import with_options
+
+    options = {"max_tokens": "--max-tokens", "update_freq": "--update-freq", "train": "--train", "lr": "--lr",
+               "output": "--output", "init": "--init"}
+    assert (with_options("out of memory at update 3 with max_tokens 9: lower max_tokens, raise update_freq.", options)
+            == "out of memory at update 3 with --max-tokens 9: lower --max-tokens, raise --update-freq.")
+    assert with_options("train train: no utterance", options) == "--train train: no utterance"
+    assert (with_options("output /data/train/max_tokens.txt: exists", options)
+            == "--output /data/train/max_tokens.txt: exists")
+    assert (with_options("invalid training config: lr must be > 0; init scratch is all fresh", options)
+            == "invalid training config: --lr must be > 0; --init scratch is all fresh")
+    assert with_options("--init x: the model's lr and init", options) == "--init x: the model's lr and init"
 
 
 def test_reinit_layers_start_the_top_layers_afresh(labeled, tmp_path):
@@ -322,10 +340,20 @@ def test_reinit_layers_start_the_top_layers_afresh(labeled, tmp_path):
         else:
             assert torch.equal(a[name], value), name
     init = save_model(first, tmp_path / "init.safetensors")
-    with pytest.raises(ConfigError, match=rf"--reinit-layers {top + 2}: .* has {top + 1} Transformer layers"):
+    with pytest.raises(ConfigError, match=rf"^reinit_layers {top + 2}: .* has {top + 1} Transformer layers"):
         finetune(labeled, tmp_path / "a", init=init, configure=configs(1, reinit_layers=top + 2))
-    with pytest.raises(ConfigError, match="--reinit-layers only goes with a pretrained --init"):
+    with pytest.raises(ConfigError, match=r"^reinit_layers only goes with a pretrained model"):
         finetune(labeled, tmp_path / "b", init="scratch", config="tiny", configure=configs(1, reinit_layers=1))
+    # The command line names the options the user typed.
+    base = ["finetune", "--train", str(labeled), "--max-updates", "1", "--num-workers", "0"]
+    too_many = runner.invoke(app, base + ["--init", str(init), "-o", str(tmp_path / "a"), "--reinit-layers",
+                                          str(top + 2)])
+    assert too_many.exit_code == 2
+    assert f"--reinit-layers {top + 2}: {init} has {top + 1} Transformer layers" in " ".join(too_many.output.split())
+    scratch = runner.invoke(app, base + ["--init", "scratch", "--config", "tiny", "-o", str(tmp_path / "b"),
+                                         "--reinit-layers", "1"])
+    assert scratch.exit_code == 2
+    assert "--reinit-layers only goes with a pretrained model: --init scratch is all fresh" in scratch.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     summary = finetune(labeled, tmp_path / "c", init=init, configure=configs(2, reinit_layers=top + 1))
     assert summary["update"] == 2

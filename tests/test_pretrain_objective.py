@@ -1,15 +1,19 @@
 """Unit tests of the pretraining objective: span masks, distractors, the Gumbel quantizer, the loss terms."""
 
+import dataclasses
+import itertools
+import json
 import math
 
 import pytest
 import torch
 
-from w2v2cli.config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
+from w2v2cli.config import preset
 from w2v2cli.errors import ConfigError
 from w2v2cli.model import build_model
 from w2v2cli.model.masks import padding_mask, sample_negatives, span_mask
 from w2v2cli.model.quantizer import GumbelQuantizer, Wav2Vec2ForPretraining, mean_pairwise_cosine
+from w2v2cli.train.config import PRETRAIN_PRESETS, FinetuneConfig, PretrainConfig, TrainConfig, recipe_for_hours
 from w2v2cli.train.schedule import learning_rate
 
 
@@ -169,21 +173,45 @@ def test_learning_rate_schedules():
     assert lrs[0] == pytest.approx(0.01 + 0.99 * 0.1)
     assert lrs[20] == 1.0 and lrs[49] == 1.0
     assert lrs[-1] == pytest.approx(0.05)
-    assert all(a >= b for a, b in zip(lrs[50:], lrs[51:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
     # A run that stops part-way through a longer schedule follows that schedule's first updates exactly.
     part = tri.replace(max_updates=60, schedule_updates=100)
     assert [learning_rate(u, part) for u in range(60)] == lrs[:60]
     longer = tri.replace(schedule_updates=200)
     assert learning_rate(99, longer) == 1.0 != lrs[99]
-    with pytest.raises(ConfigError, match="schedule-updates"):
+    with pytest.raises(ConfigError, match="schedule_updates"):
         TrainConfig(schedule_updates=0)
 
 
 def test_bad_configs_are_one_line_errors():
-    with pytest.raises(ConfigError, match="max-sample-size"):
+    with pytest.raises(ConfigError, match="max_sample_size"):
         TrainConfig(max_tokens=1000, max_sample_size=2000)
     with pytest.raises(ConfigError, match="codevector_dim"):
         PretrainConfig(codevector_dim=255)
+
+
+def test_training_configs_share_one_base():
+    """Every training config refuses bad values the same way (each named with its value, all at once), round
+    trips through its JSON, refuses unknown fields by name, and writes the JSON its runs' identities always had
+    (so checkpoints written before resume under the same identity)."""
+    bad = {TrainConfig: {"max_updates": 0, "lr": -1.0}, PretrainConfig: {"mask_length": 0, "logit_temp": 0.0},
+           FinetuneConfig: {"mask_length": 0, "dropout": 1.5}}
+    for cls, values in bad.items():
+        with pytest.raises(ConfigError) as caught:
+            cls(**values)
+        message = str(caught.value)
+        assert message.startswith(f"invalid {cls.kind}: ") and "\n" not in message
+        for name, value in values.items():
+            assert f"{name} must be" in message and f"not {value}" in message, message
+    for config in (TrainConfig(betas=(0.8, 0.9), schedule_updates=7), PRETRAIN_PRESETS["tiny"],
+                   FinetuneConfig(reinit_layers=2), recipe_for_hours(1)):
+        assert type(config).from_dict(json.loads(config.to_json())) == config
+    for config in (PRETRAIN_PRESETS["small"], FinetuneConfig()):
+        assert config.to_json() == json.dumps(dataclasses.asdict(config), sort_keys=True)
+    with pytest.raises(ConfigError, match=r"^invalid pretraining config: unknown fields extra, mask_len$"):
+        PretrainConfig.from_dict({"mask_prob": 0.5, "mask_len": 3, "extra": 1})
+    with pytest.raises(ConfigError, match=r"invalid training config: .*betas"):
+        TrainConfig.from_dict({"betas": 0.9})
 
 
 def test_mean_pairwise_cosine_measures_collapse():

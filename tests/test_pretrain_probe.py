@@ -43,9 +43,9 @@ def test_probe_rejects_bad_settings():
         probe.main([str(SPEECH), "--set", "mask_length=three"])
     with pytest.raises(SystemExit, match="takes --set mask_prob"):
         probe.main([str(SPEECH), "--implementation", "transformers", "--set", "codebook_entries=8"])
-    with pytest.raises(SystemExit, match="^pretrain_probe.py: invalid pretraining config: mask_prob"):
+    with pytest.raises(SystemExit, match=r"^pretrain_probe\.py: invalid pretraining config: mask_prob"):
         probe.main([str(SPEECH), "--set", "mask_prob=2"])
-    with pytest.raises(SystemExit, match="^pretrain_probe.py: .*missing.jsonl"):
+    with pytest.raises(SystemExit, match=r"^pretrain_probe\.py: .*missing\.jsonl"):
         probe.main([str(SPEECH / "missing.jsonl")])
     with pytest.raises(SystemExit, match="no utterance of"):
         probe.main([str(SPEECH), "--implementation", "transformers", "--crop-samples", "160000",

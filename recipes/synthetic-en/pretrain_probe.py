@@ -28,14 +28,15 @@ import tempfile
 
 import torch
 
-from w2v2cli.config import CONV_INITS, PRESETS, PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
+from w2v2cli.config import CONV_INITS, PRESETS, preset
 from w2v2cli.data import read_source
 from w2v2cli.errors import W2V2Error
 from w2v2cli.io.audio import load_audio
 from w2v2cli.io.hf import hf_config
 from w2v2cli.model import build_model
 from w2v2cli.model.quantizer import mean_pairwise_cosine
-from w2v2cli.train import pretrain
+from w2v2cli.train.config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig
+from w2v2cli.train.pretrain import pretrain
 from w2v2cli.train.schedule import learning_rate
 
 FIELDS = ("update", "contrastive", "chance", "accuracy", "context_cosine", "target_cosine", "grad_norm", "lr")

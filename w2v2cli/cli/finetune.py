@@ -11,13 +11,14 @@ from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from . import app
 from .common import set_threads, subset_hours
-from .training import TrainingDisplay, is_main_process, tensorboard_available
+from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 RECIPE = "default: the recipe for the data size"
 
 
 @app.command()
 def finetune(
+    ctx: typer.Context,
     init: str = typer.Option(..., "--init", help="A pretrained model file, a Hugging Face folder, or scratch "
                                                  "(with --config: no pretraining)."),
     train: str = typer.Option(..., "--train", help="Labeled audio: .jsonl/.csv with text, fairseq .tsv with "
@@ -92,40 +93,42 @@ def finetune(
     from ..train.finetune import finetune as run_finetune
     from ..train.finetune import recipe_defaults
 
-    hours = subset_hours(hours, minutes)
-    if conv_init is not None and conv_init not in CONV_INITS:
-        raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
-    if config is not None and config not in PRESETS:
-        raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
-    if tensorboard:
-        tensorboard_available()
-    set_threads(threads)
-    given = {k: v for k, v in dict(
-        max_updates=max_updates, schedule_updates=schedule_updates, lr=lr, max_tokens=max_tokens,
-        update_freq=update_freq, clip_norm=clip_norm,
-        valid_every=valid_every, save_every=save_every, keep_last=keep_last, log_every=log_every,
-        max_bad_updates=max_bad_updates,
-    ).items() if v is not None}
-    if "max_tokens" in given:
-        given["max_sample_size"] = given["max_tokens"]
-    tune_given = {k: v for k, v in dict(
-        freeze_updates=freeze_updates, mask_prob=mask_prob, mask_length=mask_length,
-        mask_channel_prob=mask_channel_prob, mask_channel_length=mask_channel_length, layerdrop=layerdrop,
-        dropout=dropout, attention_dropout=attention_dropout, activation_dropout=activation_dropout,
-        feature_dropout=feature_dropout, final_dropout=final_dropout, train_feature_encoder=train_feature_encoder,
-        reinit_layers=reinit_layers,
-    ).items() if v is not None}
+    options = option_names(ctx)
+    with errors_with_options(options):
+        hours = subset_hours(hours, minutes)
+        if conv_init is not None and conv_init not in CONV_INITS:
+            raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
+        if config is not None and config not in PRESETS:
+            raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
+        if tensorboard:
+            tensorboard_available()
+        set_threads(threads)
+        given = {k: v for k, v in {
+            "max_updates": max_updates, "schedule_updates": schedule_updates, "lr": lr, "max_tokens": max_tokens,
+            "update_freq": update_freq, "clip_norm": clip_norm,
+            "valid_every": valid_every, "save_every": save_every, "keep_last": keep_last, "log_every": log_every,
+            "max_bad_updates": max_bad_updates,
+        }.items() if v is not None}
+        if "max_tokens" in given:
+            given["max_sample_size"] = given["max_tokens"]
+        tune_given = {k: v for k, v in {
+            "freeze_updates": freeze_updates, "mask_prob": mask_prob, "mask_length": mask_length,
+            "mask_channel_prob": mask_channel_prob, "mask_channel_length": mask_channel_length, "layerdrop": layerdrop,
+            "dropout": dropout, "attention_dropout": attention_dropout, "activation_dropout": activation_dropout,
+            "feature_dropout": feature_dropout, "final_dropout": final_dropout,
+            "train_feature_encoder": train_feature_encoder, "reinit_layers": reinit_layers,
+        }.items() if v is not None}
 
-    def configs(data_hours: float):
-        train_cfg, tune_cfg = recipe_defaults(data_hours)
-        train_cfg = train_cfg.replace(device=device, precision=precision, num_workers=num_workers, seed=seed,
-                                      activation_checkpointing=activation_checkpointing,
-                                      tensorboard=tensorboard, **given)
-        return train_cfg, tune_cfg.replace(**tune_given)
+        def configs(data_hours: float):
+            train_cfg, tune_cfg = recipe_defaults(data_hours)
+            train_cfg = train_cfg.replace(device=device, precision=precision, num_workers=num_workers, seed=seed,
+                                          activation_checkpointing=activation_checkpointing,
+                                          tensorboard=tensorboard, **given)
+            return train_cfg, tune_cfg.replace(**tune_given)
 
-    with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
-        summary = run_finetune(train, output, valid, init=init, config=config, hours=hours,
-                               configure=configs, on_event=display, conv_init=conv_init)
+        with TrainingDisplay(quiet=quiet or not is_main_process(), options=options) as display:
+            summary = run_finetune(train, output, valid, init=init, config=config, hours=hours,
+                                   configure=configs, on_event=display, conv_init=conv_init)
     if is_main_process():
         print(json.dumps({k: summary.get(k) for k in ("model", "update", "best_wer", "best_update", "vocab_size",
                                                       "train_utterances", "skipped_files", "skipped_updates")}))

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import typer
 
-from ..config import CONV_INITS, PRESETS, PretrainConfig, TrainConfig
+from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
+from ..train.config import PretrainConfig, TrainConfig
 from . import app
 from .common import set_threads, subset_hours
-from .training import TrainingDisplay, is_main_process, tensorboard_available
+from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 _T = TrainConfig()
 _P = PretrainConfig()
@@ -19,6 +20,7 @@ _P = PretrainConfig()
 
 @app.command()
 def pretrain(
+    ctx: typer.Context,
     train: str = typer.Option(..., "--train", help="Unlabeled audio: a folder (recursive), a fairseq .tsv, a "
                                                    ".jsonl/.csv manifest or a LibriSpeech-style tree."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, metrics.jsonl and "
@@ -77,37 +79,41 @@ def pretrain(
 
     Multi-GPU: torchrun --nproc-per-node N -m w2v2cli pretrain ... ; the final model is OUTPUT/model.safetensors.
     """
-    from ..train import pretrain as run_pretrain
+    from ..train.pretrain import pretrain as run_pretrain
 
-    if config is not None and config not in PRESETS:
-        raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
-    hours = subset_hours(hours, minutes)
-    if conv_init is not None and conv_init not in CONV_INITS:
-        raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
-    if not diversity_weight >= 0:
-        raise ConfigError(f"--diversity-weight {diversity_weight}: must be >= 0")
-    start, end, decay = latent_temp
-    if not (0 < end <= start and 0 < decay <= 1):
-        raise ConfigError(f"--latent-temp {start:g} {end:g} {decay:g}: needs 0 < END <= START and 0 < DECAY <= 1")
-    if tensorboard:
-        tensorboard_available()
-    set_threads(threads)
-    train_cfg = TrainConfig(
-        max_updates=max_updates, schedule_updates=schedule_updates, max_tokens=max_tokens,
-        max_sample_size=max_sample_size, min_sample_size=min_sample_size, update_freq=update_freq, lr=lr,
-        warmup=warmup, weight_decay=weight_decay,
-        clip_norm=clip_norm, save_every=save_every, keep_last=keep_last, log_every=log_every,
-        valid_every=valid_every, max_bad_updates=max_bad_updates, device=device, precision=precision,
-        num_workers=num_workers, seed=seed,
-        activation_checkpointing=activation_checkpointing, tensorboard=tensorboard,
-    )
-    overrides = {"mask_prob": mask_prob, "mask_length": mask_length, "diversity_weight": diversity_weight,
-                 "temp_start": start, "temp_end": end, "temp_decay": decay}
-    if num_negatives is not None:
-        overrides["num_negatives"] = num_negatives
-    with TrainingDisplay(quiet=quiet or not is_main_process()) as display:
-        summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
-                               pretrain_overrides=overrides, on_event=display, hours=hours, conv_init=conv_init)
+    options = option_names(ctx, temp_start="--latent-temp", temp_end="--latent-temp", temp_decay="--latent-temp")
+    with errors_with_options(options):
+        if config is not None and config not in PRESETS:
+            raise ConfigError(f"--config {config!r}: choose one of {', '.join(PRESETS)}")
+        hours = subset_hours(hours, minutes)
+        if conv_init is not None and conv_init not in CONV_INITS:
+            raise ConfigError(f"--conv-init {conv_init!r}: choose {' or '.join(CONV_INITS)}")
+        if not diversity_weight >= 0:
+            raise ConfigError(f"--diversity-weight {diversity_weight}: must be >= 0")
+        start, end, decay = latent_temp
+        if not (0 < end <= start and 0 < decay <= 1):
+            raise ConfigError(f"--latent-temp {start:g} {end:g} {decay:g}: needs 0 < END <= START and "
+                              "0 < DECAY <= 1")
+        if tensorboard:
+            tensorboard_available()
+        set_threads(threads)
+        train_cfg = TrainConfig(
+            max_updates=max_updates, schedule_updates=schedule_updates, max_tokens=max_tokens,
+            max_sample_size=max_sample_size, min_sample_size=min_sample_size, update_freq=update_freq, lr=lr,
+            warmup=warmup, weight_decay=weight_decay,
+            clip_norm=clip_norm, save_every=save_every, keep_last=keep_last, log_every=log_every,
+            valid_every=valid_every, max_bad_updates=max_bad_updates, device=device, precision=precision,
+            num_workers=num_workers, seed=seed,
+            activation_checkpointing=activation_checkpointing, tensorboard=tensorboard,
+        )
+        overrides = {"mask_prob": mask_prob, "mask_length": mask_length, "diversity_weight": diversity_weight,
+                     "temp_start": start, "temp_end": end, "temp_decay": decay}
+        if num_negatives is not None:
+            overrides["num_negatives"] = num_negatives
+        with TrainingDisplay(quiet=quiet or not is_main_process(), options=options) as display:
+            summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
+                                   pretrain_overrides=overrides, on_event=display, hours=hours,
+                                   conv_init=conv_init)
     if is_main_process():
         keys = ("model", "update", "skipped_files", "skipped_updates", "world_size", "ranks_in_sync")
         print(json.dumps({k: summary[k] for k in keys}))

@@ -1,16 +1,20 @@
-"""Rendering of training events (shared by `pretrain` and `finetune`): Rich live progress on a terminal, one
-plain line per log interval otherwise; everything on stderr. Only rank 0 receives events."""
+"""What `pretrain` and `finetune` share: errors and warnings worded with the command's options, and the rendering
+of training events (Rich live progress on a terminal, one plain line per log interval otherwise; everything on
+stderr; only rank 0 receives events)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 
 # Figures shown per log line, in this order, with their format.
 SHOWN = (
@@ -20,6 +24,41 @@ SHOWN = (
     ("grad_norm", "gnorm", ".2f"), ("audio_seconds_per_second", "audio_s/s", ".1f"), ("mfu", "mfu", ".1%"),
     ("gpu_memory_gb", "gpu_gb", ".1f"),
 )
+
+
+def option_names(ctx, **extra: str) -> dict[str, str]:
+    """Setting (field or argument name) -> the command's option for it: each option of the command, plus
+    `extra` for settings an option covers under another name (temp_start -> --latent-temp)."""
+    names = {param.name: next((o for o in param.opts if o.startswith("--")), param.opts[0])
+             for param in ctx.command.params if param.opts}
+    return {**names, **extra}
+
+
+def with_options(message: str, options: Mapping[str, str]) -> str:
+    """`message` with the settings it names worded as options: the library says "max_tokens (1000)", the user
+    typed --max-tokens. A name with an underscore is a setting wherever it stands as a word of its own; a
+    one-word name (init, lr) only where it opens the message or a clause (after ": " or "; "), because such
+    words also occur as plain words and as values (a data folder called train). Never inside a path."""
+    if not options:
+        return message
+    names = "|".join(sorted(map(re.escape, options), key=len, reverse=True))
+    word = rf"(?<![\w./\\-])({names})(?![\w/\\-]|\.\w)"
+
+    def swap(match: re.Match) -> str:
+        name = match.group(1)
+        opens = match.start() == 0 or message[max(0, match.start() - 2):match.start()] in (": ", "; ")
+        return options[name] if "_" in name or opens else name
+
+    return re.sub(word, swap, message)
+
+
+@contextlib.contextmanager
+def errors_with_options(options: Mapping[str, str]):
+    """Re-raises the configuration and training errors raised inside with their settings worded as options."""
+    try:
+        yield
+    except (ConfigError, TrainingError) as exc:
+        raise type(exc)(with_options(str(exc), options)) from exc
 
 
 def is_main_process() -> bool:
@@ -34,9 +73,10 @@ def tensorboard_available() -> None:
 
 
 class TrainingDisplay:
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, options: Mapping[str, str] | None = None):
         self.err = Console(stderr=True, highlight=False)
         self.quiet = quiet
+        self.options = options or {}  # warnings and skip reasons name settings: worded as these options
         self.live = not quiet and sys.stderr.isatty()
         self.progress: Progress | None = None
         self.task = None
@@ -88,7 +128,7 @@ class TrainingDisplay:
             self.skipped_shown += 1
             if self.skipped_shown <= 20:
                 what = event.get("item") or event.get("problem")
-                reason = f": {event['reason']}" if event.get("reason") else ""
+                reason = f": {with_options(event['reason'], self.options)}" if event.get("reason") else ""
                 self.line(f"warning: skipped {what}{reason}")
             elif self.skipped_shown == 21:
                 self.line("warning: more files skipped; their count is in metrics.jsonl")
@@ -106,7 +146,7 @@ class TrainingDisplay:
             self.line(f"vocabulary: {event['vocab_size']} tokens, {origin}; characters dropped from transcripts: "
                       f"{what}{' ...' if len(dropped) > 12 else ''}")
         elif kind == "warning":
-            self.line(f"warning: {event['message']}")
+            self.line(f"warning: {with_options(event['message'], self.options)}")
 
 
 def validation_table(results: list[dict], update: int) -> Table:

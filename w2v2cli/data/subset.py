@@ -8,27 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ModelConfig
 from ..errors import ConfigError
 from ..io.atomic import atomic_open
 from .sources import Utterance
 
-
 SUBSET_FILE = "train_subset.jsonl"  # where `finetune --hours` and `pretrain --hours` list the chosen utterances
 
 
-def select_hours(utterances: list[Utterance], hours: float, seed: int, sample_rate: int = 16000) -> list[Utterance]:
+def select_hours(utterances: list[Utterance], hours: float, seed: int,
+                 sample_rate: int = ModelConfig.sample_rate) -> list[Utterance]:
     """A seeded subset totalling `hours` (within 1% or one utterance), spread evenly over speakers.
 
     Speakers (None counts as one speaker) are visited round robin in a seeded order, each contributing its
     next utterance in a seeded order; an utterance that would overshoot the target by more than 1% is passed
     over, so the total lands inside [target - 1%, target + 1%] whenever the durations allow it. The same data
-    and seed always give the same list, in a stable order.
+    and seed always give the same list, in a stable order. `num_samples` are counted at `sample_rate`.
     """
     target = hours * 3600 * sample_rate
     total = sum(u.num_samples for u in utterances)
     if target > total * 1.01:
         raise ConfigError(
-            f"--hours {hours:g}: the training data holds only {total / sample_rate / 3600:.3f} h"
+            f"hours {hours:g}: the training data holds only {total / sample_rate / 3600:.3f} h"
         )
     rng = np.random.default_rng(seed)
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
@@ -57,7 +58,7 @@ def select_hours(utterances: list[Utterance], hours: float, seed: int, sample_ra
     return chosen
 
 
-def write_manifest(utterances: list[Utterance], path: Path, sample_rate: int = 16000) -> None:
+def write_manifest(utterances: list[Utterance], path: Path, sample_rate: int = ModelConfig.sample_rate) -> None:
     """JSONL that `read_source` reads back: the subset can be shared and reproduced."""
     with atomic_open(path) as f:
         for u in utterances:

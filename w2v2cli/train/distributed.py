@@ -1,4 +1,11 @@
-"""Process-group set-up for runs launched by torchrun (one process per device; NCCL on GPUs, gloo on CPU)."""
+"""Process-group set-up for runs launched by torchrun (one process per device; NCCL on GPUs, gloo on CPU), and
+the few collectives the loop uses.
+
+A collective returns only when every process has called it, in the same order: a decision that leads to one
+must come out the same on every rank. Take it from state every rank shares (the update count, the config, an
+all-reduced figure), or decide on rank 0 and hand the answer to the others with `broadcast_from_main`; never
+from what each process sees on its own (the file system, its own batches).
+"""
 
 from __future__ import annotations
 
@@ -54,6 +61,15 @@ def all_gather_objects(obj, info: DistInfo) -> list:
     out = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_from_main(obj, info: DistInfo):
+    """Rank 0's `obj` on every rank (picklable)."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(info: DistInfo) -> None:

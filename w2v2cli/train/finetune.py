@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import PRESETS, FinetuneConfig, TrainConfig, preset, recipe_for_hours
-from ..data import DataSource, Utterance, read_source
+from ..config import PRESETS, ModelConfig, preset
+from ..data import DataSource, LabeledUtterance, Utterance, read_source
 from ..data.subset import SUBSET_FILE, select_hours, write_manifest
 from ..errors import ConfigError
 from ..io.checkpoint import load_model
 from ..model import Wav2Vec2, build_model
-from ..model.masks import frame_lengths as stack_frame_lengths
+from ..model.masks import num_frames
 from ..text import Vocabulary, encode_transcript, training_characters
+from .config import FinetuneConfig, TrainConfig, recipe_for_hours
 from .objectives import CtcObjective
 from .trainer import Trainer, check_output_dir
 
@@ -75,31 +76,36 @@ def build_vocabulary(utterances: list[Utterance]) -> tuple[Vocabulary, Counter]:
 
 def ctc_frames_needed(ids: list[int]) -> int:
     """CTC needs one frame per label plus a blank between each pair of equal neighbours."""
-    return len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+    return len(ids) + sum(a == b for a, b in itertools.pairwise(ids))
 
 
-def prepare(source: DataSource, vocab: Vocabulary, model_config, max_samples: int, emit) -> tuple[
-        list[Utterance], dict[str, list[int]], dict[str, str], Counter]:
-    """Targets and references of a labeled source; utterances that cannot be trained on are skipped, named."""
-    kept, targets, references, dropped = [], {}, {}, Counter()
+def prepare(source: DataSource, vocab: Vocabulary, model_config: ModelConfig, max_samples: int,
+            emit) -> tuple[list[LabeledUtterance], Counter]:
+    """The utterances of a labeled source that can be trained on, each with its CTC targets (encoded here, once
+    per utterance), and the characters dropped from the transcripts. Unusable utterances are skipped, named."""
+    kept, dropped = [], Counter()
     for u in source.utterances:
-        ids, normalized, lost = encode_transcript(u.text or "", vocab)
+        ids, _, lost = encode_transcript(u.text or "", vocab)
         dropped.update(lost)
-        frames = int(stack_frame_lengths(torch.tensor([u.num_samples]), model_config.conv_layers))
-        reason = None
-        if not ids:
-            reason = "transcript has no character of the vocabulary"
-        elif frames < ctc_frames_needed(ids):
-            reason = (f"{frames} frames cannot fit {len(ids)} labels ({ctc_frames_needed(ids)} frames needed with "
-                      "repeats): audio too short for its transcript")
-        elif u.num_samples > max_samples:
-            reason = f"longer than --max-tokens ({u.num_samples} > {max_samples} samples)"
+        reason = _unusable(u, ids, model_config, max_samples)
         if reason:
             emit({"event": "skipped_file", "item": f"{source.name}: {u.id} ({u.path})", "reason": reason})
             continue
-        kept.append(u)
-        targets[u.id], references[u.id] = ids, normalized
-    return kept, targets, references, dropped
+        kept.append(LabeledUtterance.of(u, ids))
+    return kept, dropped
+
+
+def _unusable(u: Utterance, ids: list[int], model_config: ModelConfig, max_samples: int) -> str | None:
+    """Why an utterance with these targets cannot be trained on; None when it can."""
+    frames = num_frames(u.num_samples, model_config.conv_layers)
+    if not ids:
+        return "transcript has no character of the vocabulary"
+    if frames < ctc_frames_needed(ids):
+        return (f"{frames} frames cannot fit {len(ids)} labels ({ctc_frames_needed(ids)} frames needed with "
+                "repeats): audio too short for its transcript")
+    if u.num_samples > max_samples:
+        return f"longer than max_tokens ({u.num_samples} > {max_samples} samples)"
+    return None
 
 
 def finetune(
@@ -122,79 +128,89 @@ def finetune(
     (with scratch) picks how the conv stack starts (ModelConfig.conv_init)."""
     emit = on_event or (lambda event: None)
     output = Path(output)
-    if init is None:
-        raise ConfigError("--init is required: a pretrained model, a Hugging Face folder, or scratch with --config")
-    if str(init) == "scratch" and config is None:
-        raise ConfigError(f"--init scratch needs --config ({', '.join(PRESETS)})")
-    if str(init) != "scratch" and config is not None:
-        raise ConfigError("--config only goes with --init scratch; a model's config comes with the model")
-    if conv_init is not None and str(init) != "scratch":
-        raise ConfigError("--conv-init only goes with --init scratch: a model's weights come with the model")
-    if hours is not None and hours <= 0:
-        raise ConfigError(f"--hours must be > 0, not {hours:g}")
-    train_source = read_source(train, need_text=True)
-    valid_sources = [read_source(v, need_text=True) for v in valid]
-    for source in (train_source, *valid_sources):
-        for problem in source.problems:
-            emit({"event": "data_problem", "source": source.name, "problem": problem})
-    data_hours = hours if hours is not None else train_source.hours()
+    _check_arguments(init, config, conv_init, hours)
+    scratch = str(init) == "scratch"
+    # The model, or for scratch its config, comes before the data: audio is counted at the model's sample rate.
+    base = None if scratch else load_model(init)
+    model_config = preset(config, **({"conv_init": conv_init} if conv_init else {})) if scratch else base.config
+    rate = model_config.sample_rate
+    train_source = _read(train, rate, emit)
+    valid_sources = [_read(v, rate, emit) for v in valid]
+    data_hours = hours if hours is not None else train_source.hours(rate)
     if configure is not None:
         cfg, tune = configure(data_hours)
     else:
         defaults = recipe_defaults(data_hours)
         cfg, tune = train_config or defaults[0], finetune_config or defaults[1]
-    if str(init) == "scratch" and tune.reinit_layers:
-        raise ConfigError("--reinit-layers only goes with a pretrained --init: a scratch model is all fresh")
-    if str(init) == "scratch":
-        # The seed fixes the initial weights too: two scratch runs with the same --seed start from the same model.
+    if scratch:
+        if tune.reinit_layers:
+            raise ConfigError("reinit_layers only goes with a pretrained model: init scratch is all fresh")
+        # The seed fixes the initial weights too: two scratch runs with the same seed start from the same model.
         torch.manual_seed(cfg.seed)
-        base = build_model(preset(config, **({"conv_init": conv_init} if conv_init else {})))
-    else:
-        base = load_model(init)
-    if tune.reinit_layers > base.config.num_layers:
-        raise ConfigError(f"--reinit-layers {tune.reinit_layers}: {init} has {base.config.num_layers} "
-                          "Transformer layers")
-    utterances = train_source.utterances
-    if hours is not None:
-        utterances = select_hours(utterances, hours, cfg.seed)
-    check_output_dir(output)
-    if hours is not None:
-        write_manifest(utterances, output / SUBSET_FILE)
-        emit({"event": "subset", "utterances": len(utterances), "path": str(output / SUBSET_FILE),
-              "hours": sum(u.num_samples for u in utterances) / 16000 / 3600})
-
-    if base.vocab is not None:
-        vocab, dropped_building = base.vocab, Counter()
-    else:
-        vocab, dropped_building = build_vocabulary(utterances)
-    subset = DataSource(train_source.name, utterances, [])
-    kept, targets, references, dropped = prepare(subset, vocab, base.config, cfg.max_tokens, emit)
-    if not kept:
-        raise ConfigError(f"--train {train_source.name}: no utterance can be trained on (see the warnings above)")
-    valid_kept = []
-    for number, source in enumerate(valid_sources):
-        # Targets are looked up by utterance id: validation ids get their set's prefix so that a file in two
-        # sets (training WER on the training data, say) never mixes up transcripts.
-        renamed = DataSource(source.name, [dataclasses.replace(u, id=f"valid{number}:{u.id}")
-                                           for u in source.utterances], [])
-        items, t, r, _ = prepare(renamed, vocab, base.config, cfg.max_tokens, emit)
-        if not items:
-            raise ConfigError(f"--valid {source.name}: no usable utterance")
-        targets.update(t)
-        references.update(r)
-        valid_kept.append(DataSource(source.name, items, []))
-    emit({"event": "text_report", "vocab_size": len(vocab), "new_vocabulary": base.vocab is None,
-          "dropped": dict((dropped_building if base.vocab is None else dropped).most_common())})
-
-    if str(init) == "scratch":
+        base = build_model(model_config)
         # Nothing pretrained to keep: a frozen random CNN would cap the baseline, so it trains with the rest.
         tune = tune.replace(train_feature_encoder=True)
+    elif tune.reinit_layers > base.config.num_layers:
+        raise ConfigError(f"reinit_layers {tune.reinit_layers}: {init} has {base.config.num_layers} "
+                          "Transformer layers")
+    utterances = _subset(train_source, hours, cfg.seed, rate, output, emit)
+    new_vocabulary = base.vocab is None
+    vocab, dropped_building = build_vocabulary(utterances) if new_vocabulary else (base.vocab, Counter())
+    kept, dropped_encoding = prepare(DataSource(train_source.name, utterances, []), vocab, model_config,
+                                     cfg.max_tokens, emit)
+    if not kept:
+        raise ConfigError(f"train {train_source.name}: no utterance can be trained on (see the warnings above)")
+    valid_sets = [_valid_set(source, vocab, model_config, cfg.max_tokens, emit) for source in valid_sources]
+    dropped = dropped_building if new_vocabulary else dropped_encoding
+    emit({"event": "text_report", "vocab_size": len(vocab), "new_vocabulary": new_vocabulary,
+          "dropped": dict(dropped.most_common())})
+
     model = with_ctc_head(base, vocab, tune, cfg.seed)
-    objective = CtcObjective(model, tune, targets, references, validates=bool(valid_kept),
-                             sample_rate=model.config.sample_rate)
-    trainer = Trainer(objective, DataSource(train_source.name, kept, []), cfg, output, valid_kept, on_event,
-                      model.config.sample_rate)
-    summary = trainer.run()
+    objective = CtcObjective(model, tune, validates=bool(valid_sets))
+    summary = Trainer(objective, DataSource(train_source.name, kept, []), cfg, output, valid_sets, on_event).run()
     summary.update(vocab_size=len(vocab), train_utterances=len(kept),
                    best_wer=objective.best_wer, best_update=objective.best_update)
     return summary
+
+
+def _check_arguments(init, config: str | None, conv_init: str | None, hours: float | None) -> None:
+    if init is None:
+        raise ConfigError("init is required: a pretrained model, a Hugging Face folder, or scratch with a config")
+    scratch = str(init) == "scratch"
+    if scratch and config is None:
+        raise ConfigError(f"config: init scratch needs a preset ({', '.join(PRESETS)})")
+    if not scratch and config is not None:
+        raise ConfigError("config only goes with init scratch: a model's configuration comes with the model")
+    if conv_init is not None and not scratch:
+        raise ConfigError("conv_init only goes with init scratch: a model's weights come with the model")
+    if hours is not None and hours <= 0:
+        raise ConfigError(f"hours must be > 0, not {hours:g}")
+
+
+def _read(spec, sample_rate: int, emit) -> DataSource:
+    source = read_source(spec, sample_rate=sample_rate, need_text=True)
+    for problem in source.problems:
+        emit({"event": "data_problem", "source": source.name, "problem": problem})
+    return source
+
+
+def _subset(source: DataSource, hours: float | None, seed: int, sample_rate: int, output: Path,
+            emit) -> list[Utterance]:
+    """The training utterances: all of them, or a seeded subset of `hours`, listed in the output folder."""
+    if hours is None:
+        check_output_dir(output)
+        return source.utterances
+    utterances = select_hours(source.utterances, hours, seed, sample_rate)
+    check_output_dir(output)
+    write_manifest(utterances, output / SUBSET_FILE, sample_rate)
+    emit({"event": "subset", "utterances": len(utterances), "path": str(output / SUBSET_FILE),
+          "hours": sum(u.num_samples for u in utterances) / sample_rate / 3600})
+    return utterances
+
+
+def _valid_set(source: DataSource, vocab: Vocabulary, model_config: ModelConfig, max_samples: int,
+               emit) -> DataSource:
+    items, _ = prepare(source, vocab, model_config, max_samples, emit)
+    if not items:
+        raise ConfigError(f"valid {source.name}: no usable utterance")
+    return DataSource(source.name, items, [])

@@ -11,17 +11,20 @@ left out, as is customary for MFU.
 
 from __future__ import annotations
 
+import torch
+
 from ..config import ModelConfig
+from ..model.masks import conv_output_lengths
 
 
 def forward_flops(config: ModelConfig, num_samples: int) -> float:
     """Forward FLOPs of the encoder for one utterance of `num_samples` samples."""
-    flops, length, in_channels = 0.0, num_samples, 1
+    flops, length, in_channels = 0.0, torch.tensor(num_samples), 1
     for channels, kernel, stride in config.conv_layers:
-        length = max(0, (length - kernel) // stride + 1)
-        flops += 2.0 * in_channels * channels * kernel * length
+        length = conv_output_lengths(length, kernel, stride)  # each layer's frames, as the model counts them
+        flops += 2.0 * in_channels * channels * kernel * int(length)
         in_channels = channels
-    T, D = length, config.dim
+    T, D = int(length), config.dim
     flops += 2.0 * in_channels * D * T  # feature projection
     flops += 2.0 * D * (D // config.pos_conv_groups) * config.pos_conv_kernel * T  # positional conv
     per_layer = 2.0 * T * (4 * D * D + 2 * D * config.ffn_dim) + 4.0 * T * T * D

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig, preset
+from ..config import preset
 from ..data import DataSource, read_source
 from ..data.subset import SUBSET_FILE, select_hours, write_manifest
 from ..errors import ConfigError
 from ..io.checkpoint import load_model, load_pretraining_head
 from ..model import Wav2Vec2, build_model
+from .config import PRETRAIN_PRESETS, PretrainConfig, TrainConfig
 from .objectives import PretrainObjective
 from .trainer import Trainer, check_output_dir
 
@@ -46,29 +47,44 @@ def pretrain(
     pretraining head too when the file has one). `hours` trains on a seeded subset of the training audio (the
     same selection as `finetune --hours`, written to OUTPUT/train_subset.jsonl): a few utterances can take a
     model off the contrastive chance plateau by memorizing them before a second run continues on everything
-    (`--init`). `conv_init` (with `config`) picks how the conv stack starts (ModelConfig.conv_init).
+    (`init`). `conv_init` (with `config`) picks how the conv stack starts (ModelConfig.conv_init).
     Rerunning with the same `output` resumes the run.
     """
     cfg = train_config or TrainConfig()
+    emit = on_event or (lambda event: None)
     if config is not None and init is not None:
-        raise ConfigError("give either --config (a new model) or --init (continue from a model), not both")
+        raise ConfigError("config (a new model) and init (continue from a model) exclude each other: give one, "
+                          "not both")
     if conv_init is not None and init is not None:
-        raise ConfigError("--conv-init only goes with a new model (--config): --init's weights come with it")
+        raise ConfigError("conv_init only goes with a new model (config): init's weights come with it")
     if hours is not None and hours <= 0:
-        raise ConfigError(f"--hours/--minutes must be > 0, not {hours:g} h")
+        raise ConfigError(f"hours must be > 0, not {hours:g}")
     output = Path(output)
-    # Everything a user can get wrong is checked before any work.
-    train_source = read_source(train)
-    valid_sources = [read_source(v) for v in valid]
+    # The model comes before the data: audio is counted at its sample rate.
+    model, pretrain_cfg, head_state = _model_and_head(config, init, conv_init, cfg.seed, pretrain_overrides)
+    rate = model.config.sample_rate
+    train_source = read_source(train, sample_rate=rate)
+    valid_sources = [read_source(v, sample_rate=rate) for v in valid]
+    chosen = None if hours is None else select_hours(train_source.utterances, hours, cfg.seed, rate)
     check_output_dir(output)
-    if hours is not None:
-        chosen = select_hours(train_source.utterances, hours, cfg.seed)
-        write_manifest(chosen, output / SUBSET_FILE)
+    if chosen is not None:
+        write_manifest(chosen, output / SUBSET_FILE, rate)
         train_source = DataSource(train_source.name, chosen, train_source.problems)
-        if on_event is not None:
-            on_event({"event": "subset", "utterances": len(chosen), "path": str(output / SUBSET_FILE),
-                      "hours": sum(u.num_samples for u in chosen) / 16000 / 3600})
+        emit({"event": "subset", "utterances": len(chosen), "path": str(output / SUBSET_FILE),
+              "hours": sum(u.num_samples for u in chosen) / rate / 3600})
+    for source in (train_source, *valid_sources):
+        for problem in source.problems:
+            emit({"event": "data_problem", "source": source.name, "problem": problem})
+    objective = PretrainObjective(model, pretrain_cfg, head_state, utterance_seconds=cfg.max_sample_size / rate)
+    summary = Trainer(objective, train_source, cfg, output, valid_sources, on_event).run()
+    summary["data_problems"] = sum(len(s.problems) for s in (train_source, *valid_sources))
+    return summary
 
+
+def _model_and_head(config: str | None, init, conv_init: str | None, seed: int,
+                    overrides: dict | None) -> tuple[Wav2Vec2, PretrainConfig, dict | None]:
+    """The model to pretrain, its pretraining config and the head's weights to start from (None: fresh): a new
+    model from a preset (its initial weights drawn from `seed`), or `init`'s, with the head it carries."""
     head_state = None
     if init is not None:
         model = encoder_only(load_model(init))
@@ -80,23 +96,16 @@ def pretrain(
             pretrain_cfg = _default_pretrain_config(model.config.dim)
     else:
         name = config or "base"
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(seed)
         model = build_model(preset(name, **({"conv_init": conv_init} if conv_init else {})))
         pretrain_cfg = PRETRAIN_PRESETS.get(name, PretrainConfig())
-    if pretrain_overrides:
-        pretrain_cfg = pretrain_cfg.replace(**pretrain_overrides)
-        if head_state is not None and any(k.startswith("codebook") or k.endswith("_dim") for k in pretrain_overrides):
-            raise ConfigError("the quantizer's sizes come from --init's pretraining head and cannot be changed")
-    objective = PretrainObjective(model, pretrain_cfg, head_state,
-                                  utterance_seconds=cfg.max_sample_size / model.config.sample_rate)
-    if on_event is not None:
-        for source in (train_source, *valid_sources):
-            for problem in source.problems:
-                on_event({"event": "data_problem", "source": source.name, "problem": problem})
-    trainer = Trainer(objective, train_source, cfg, output, valid_sources, on_event, model.config.sample_rate)
-    summary = trainer.run()
-    summary["data_problems"] = sum(len(s.problems) for s in (train_source, *valid_sources))
-    return summary
+    if overrides:
+        pretrain_cfg = pretrain_cfg.replace(**overrides)
+        fixed = sorted(k for k in overrides if k.startswith("codebook") or k.endswith("_dim"))
+        if head_state is not None and fixed:
+            raise ConfigError(f"{', '.join(fixed)}: the quantizer's sizes come with the pretraining head of init "
+                              "and cannot be changed")
+    return model, pretrain_cfg, head_state
 
 
 def _default_pretrain_config(dim: int) -> PretrainConfig:

@@ -2,13 +2,19 @@
 
 What the loop owns: devices and DDP, mixed precision, gradient accumulation and clipping, the LR schedule,
 non-finite guards, validation, metrics, and checkpoints that let a killed run resume exactly where it stopped.
-What an objective owns: its module (the model plus any head), the loss of one batch, and how to write the model.
+What an objective owns (objectives.py): its module (the model plus any head), the loss of one batch, and how
+to write the model.
 
 Exact resume: everything that decides the next update is in the checkpoint: weights, optimizer moments, the
 update count (which fixes the LR and the Gumbel temperature), every process's RNG states, and the data position
 (the batch after the last one consumed; batch contents and crops are functions of (seed, epoch, position)).
 Rerunning the same command on the same output folder continues from the newest checkpoint; on CPU with a fixed
 seed the resumed run ends with bitwise the same weights as an uninterrupted one.
+
+Several processes (torchrun): every collective (DDP's gradient all-reduce, the loop's all-reduce of figures,
+the gathers at checkpoints and at the end) must be reached by every rank in the same order. So each decision
+that leads to one is taken from state all ranks share (the update count, the config, all-reduced figures), or
+on rank 0 and broadcast (which checkpoint to resume from); never from what one process sees on its own.
 """
 
 from __future__ import annotations
@@ -19,21 +25,29 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..data import AudioBatchDataset, BucketBatchSampler, DataSource, make_loader
+from ..data import AudioBatchDataset, Batch, BucketBatchSampler, DataSource, make_loader
 from ..errors import ConfigError, TrainingError
 from ..inference import PRECISIONS, cpu_has_native_bf16, resolve_device, resolve_precision
 from ..io.atomic import atomic_open, atomic_path
 from ..io.checkpoint import safe_torch_load
-from .distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
+from .config import TrainConfig
+from .distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_from_main,
+    init_distributed,
+    shutdown,
+)
+from .objectives import Objective, StepResult
 from .schedule import learning_rate
 
 CHECKPOINT_DIR = "checkpoints"
@@ -43,33 +57,6 @@ CHECKPOINT_VERSION = 1
 
 # Peak dense bf16 tensor throughput used for model FLOP utilization (MFU), by device name.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
-
-
-@dataclass
-class StepResult:
-    """One batch's contribution: `loss` is a sum over the batch's `sample_size` units (targets, frames...)."""
-
-    loss: torch.Tensor
-    sample_size: float
-    # Additive figures for logging: numbers or 0-d tensors, which stay on the device until the loop reads them
-    # all at once per update (one synchronization instead of one per figure and batch).
-    sums: dict[str, float | torch.Tensor] = field(default_factory=dict)
-
-
-class Objective(Protocol):
-    """What a training objective provides to the loop (objectives.py has the two there are). Optional extras the
-    loop uses when present: `crop` (bool), `after_validation`, `state_dict`/`load_state_dict`,
-    `train_flops_per_audio_second`."""
-
-    name: str
-
-    def build(self) -> nn.Module: ...
-    def identity(self) -> dict: ...  # settings that must match for a run to resume from a checkpoint
-    def start_update(self, module: nn.Module, update: int) -> None: ...
-    def step(self, module: nn.Module, batch) -> StepResult: ...
-    def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
-    def save_model(self, module: nn.Module, path: Path) -> None: ...
-    def validate(self, module: nn.Module, batches, device) -> dict[str, float]: ...
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -133,7 +120,45 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
+@dataclass
+class Progress:
+    """Where the run stands between updates: what a checkpoint records (update, position), the run's counters,
+    and the sums of the current log interval."""
+
+    update: int = 0  # updates finished
+    position: tuple[int, int] = (0, 0)  # (epoch, batch) after the last batch consumed: where a resume starts
+    bad_in_a_row: int = 0  # consecutive updates skipped for a non-finite loss or gradient
+    skipped_files: int = 0
+    skipped_updates: int = 0
+    interval: dict[str, float] = field(default_factory=dict)  # figures summed since the last log line
+    interval_start: float = 0.0  # time.perf_counter() at the start of the interval
+    interval_audio: float = 0.0  # samples trained on since the last log line, all processes together
+    valid_results: list[dict] = field(default_factory=list)  # the latest validation's records
+
+
+@dataclass
+class UpdateFigures:
+    """What one update leaves for the log, summed over all processes."""
+
+    lr: float
+    sums: dict[str, float]  # the objective's train_sums
+    sample_size: float  # the loss's units (targets, utterances)
+    audio_samples: float
+    grad_norm: float
+    finite: bool  # False: the update was skipped
+
+
+@dataclass
+class ValidSet:
+    name: str
+    sampler: BucketBatchSampler
+    dataset: AudioBatchDataset
+
+
 class Trainer:
+    """Trains `objective` on `train` until cfg.max_updates, validating on `valid`, logging to metrics.jsonl
+    and checkpointing in `output`. `run()` is all of it; `_run` reads top to bottom."""
+
     def __init__(
         self,
         objective: Objective,
@@ -142,50 +167,108 @@ class Trainer:
         output: Path,
         valid: list[DataSource] | None = None,
         on_event: Callable[[dict], None] | None = None,
-        sample_rate: int = 16000,
     ):
         self.objective, self.train_source, self.cfg = objective, train, cfg
         self.output = Path(output)
         self.valid_sources = valid or []
         self.on_event = on_event or (lambda event: None)
-        self.sample_rate = sample_rate
+        self.sample_rate = objective.sample_rate
 
-    # -- set-up -------------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        try:
+            summary = self._run()
+            # Ranks leave together: gloo aborts a process that tears its group down after a peer already left
+            # ("terminate called without an active exception").
+            barrier(self.dist)
+            return summary
+        finally:
+            if hasattr(self, "dist"):
+                shutdown(self.dist)
+
+    def _run(self) -> dict:
+        self._setup()  # device and process group, data, output folder
+        resume = self._resume_point()  # the newest checkpoint's state; None for a new run
+        progress = self._build(resume)  # module and optimizer, restored when resuming
+        loader = self._train_loader(progress.position)
+        self._seed_rng(resume)  # after the loader exists: nothing it does can shift the RNG streams
+        self._start(progress, resume)  # metrics.jsonl, TensorBoard, the start event
+        del resume  # its tensors are in the module and optimizer now
+        while progress.update < self.cfg.max_updates:
+            figures = self._train_update(loader, progress)
+            self._log(figures, progress)
+            if self.valid_sets and self._due(self.cfg.valid_every, progress.update):
+                self._validate(progress)
+            if self._due(self.cfg.save_every, progress.update):
+                self._save_checkpoint(progress)
+        return self._finish(progress)
+
+    def _due(self, every: int, update: int) -> bool:
+        """Every `every` updates and after the last one; the same answer on every rank."""
+        return update % every == 0 or update == self.cfg.max_updates
 
     def _emit(self, kind: str, **data) -> None:
         if self.dist.is_main:
             self.on_event({"event": kind, **data})
 
-    def _setup_device(self) -> None:
-        device = resolve_device(self.cfg.device)
+    # -- set-up -------------------------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        device = resolve_device(cfg.device)
         self.dist = init_distributed(device.type == "cuda")
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
-        self.precision = resolve_precision(self.cfg.precision, device)
+        self.precision = resolve_precision(cfg.precision, device)
         if self.precision == "fp16" and device.type != "cuda":
-            raise ConfigError("--precision fp16 needs CUDA")
+            raise ConfigError("precision fp16 needs CUDA")
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-
-    def _train_items(self):
-        cfg = self.cfg
-        utterances = [u for u in self.train_source.utterances if u.num_samples >= cfg.min_sample_size]
-        if not utterances:
+        self.train_items = [u for u in self.train_source.utterances if u.num_samples >= cfg.min_sample_size]
+        if not self.train_items:
             raise ConfigError(
-                f"--train {self.train_source.name}: no utterance is at least --min-sample-size "
+                f"train {self.train_source.name}: no utterance is at least min_sample_size "
                 f"{cfg.min_sample_size} samples ({cfg.min_sample_size / self.sample_rate:.2f} s) long"
             )
-        return utterances
+        self.valid_sets = [self._valid_set(source) for source in self.valid_sources]
+        if self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)
 
-    def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+    def _valid_set(self, source: DataSource) -> ValidSet:
+        cfg = self.cfg
+        sizes = [min(u.num_samples, cfg.max_sample_size) for u in source.utterances]
+        sampler = BucketBatchSampler(sizes, cfg.max_tokens, seed=cfg.seed, shuffle=False,
+                                     num_replicas=self.dist.world_size, rank=self.dist.rank)
+        dataset = AudioBatchDataset(source.utterances, self.sample_rate, cfg.max_sample_size, cfg.seed,
+                                    crop=self.objective.crop)
+        return ValidSet(source.name, sampler, dataset)
 
-    # -- checkpoints --------------------------------------------------------------------------------------------
+    def _resume_point(self) -> dict | None:
+        """The newest usable checkpoint's state, or None. Rank 0 chooses and tells the others: ranks that each
+        looked at the folder themselves could resume from different updates and fall out of step."""
+        state, problem = None, None
+        if self.dist.is_main:
+            try:
+                state = self._newest_checkpoint()
+            except TrainingError as exc:
+                problem = str(exc)
+        path, problem = broadcast_from_main((state and state["path"], problem), self.dist)
+        if problem:
+            raise TrainingError(problem)
+        if path is None:
+            return None
+        if state is None:
+            state = safe_torch_load(path)
+            state["path"] = path
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise TrainingError(
+                f"output {self.output}: the run was started with {state['world_size']} processes and is now "
+                f"resumed with {self.dist.world_size}; resume with the same number (data order depends on it)"
+            )
+        return state
 
-    def _load_latest(self) -> dict | None:
+    def _newest_checkpoint(self) -> dict | None:
         for path in reversed(find_checkpoints(self.output)):
             try:
                 state = safe_torch_load(path)
@@ -196,308 +279,236 @@ class Trainer:
                 continue
             if state.get("identity") != self.objective.identity():
                 raise TrainingError(
-                    f"--output {self.output}: holds a {state.get('objective', 'different')} run with another "
-                    "model or objective configuration; use a new --output folder to start a new run"
+                    f"output {self.output}: holds a {state.get('objective', 'different')} run with another "
+                    "model or objective configuration; use a new output folder to start a new run"
                 )
             state["path"] = str(path)
             return state
         return None
 
-    def _save_checkpoint(self, module, optimizer, update: int, position: tuple[int, int], extra: dict) -> None:
-        rng = all_gather_objects(_rng_state(self.device), self.dist)  # every rank's RNG, for exact resume
-        if not self.dist.is_main:
-            return
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "objective": self.objective.name,
-            "identity": self.objective.identity(),
-            "train_config": self.cfg.to_dict(),
-            "update": update,
-            "data_position": list(position),
-            "model": _unwrap(module).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,
-            "world_size": self.dist.world_size,
-            **extra,
-        }
-        folder = self.output / CHECKPOINT_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"checkpoint_{update:09d}.pt"
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-        for old in find_checkpoints(self.output)[: -self.cfg.keep_last]:
-            old.unlink(missing_ok=True)
-        # The usable model file beside the checkpoints, kept current.
-        self.objective.save_model(_unwrap(module), self.output / MODEL_FILE)
-        self._emit("checkpoint", update=update, path=str(path))
-
-    # -- validation ---------------------------------------------------------------------------------------------
-
-    def _validate(self, module, update: int) -> list[dict]:
-        results = []
-        inner = _unwrap(module)
-        was_training = inner.training
-        inner.eval()
-        # Validation draws its masks from its own seeded RNG so that it does not shift the training RNG streams.
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad(), self._autocast():
-            torch.manual_seed(self.cfg.seed)
-            for source in self.valid_sources:
-                batches = self._valid_batches(source)
-                sums = self.objective.validate(inner, batches, self.device)
-                totals = all_reduce_sum(list(sums.values()), self.dist, self.device)
-                record = {"set": source.name, "update": update,
-                          **self.objective.summarize(dict(zip(sums, totals)))}
-                results.append(record)
-        inner.train(was_training)
-        return results
-
-    def _valid_batches(self, source: DataSource):
+    def _build(self, resume: dict | None) -> Progress:
+        """The module (self.inner; self.module is its DDP wrapper when there are several processes) and the
+        optimizer, restored from `resume` when given."""
         cfg = self.cfg
-        sizes = [min(u.num_samples, cfg.max_sample_size) for u in source.utterances]
-        sampler = BucketBatchSampler(sizes, cfg.max_tokens, seed=cfg.seed, shuffle=False,
-                                     num_replicas=self.dist.world_size, rank=self.dist.rank)
-        dataset = AudioBatchDataset(source.utterances, self.sample_rate, cfg.max_sample_size, cfg.seed,
-                                    crop=getattr(self.objective, "crop", True))
-        for batch_indices in sampler.batches(0):
-            batch = dataset[(0, 0, batch_indices)]
-            if batch.lengths.numel():
-                yield batch.to(self.device)
-
-    # -- the loop -----------------------------------------------------------------------------------------------
-
-    def run(self) -> dict:
-        try:
-            summary = self._run()
-            # Ranks leave together: gloo aborts a process that tears its group down after a peer already left
-            # ("terminate called without an active exception").
-            barrier(self.dist)
-            return summary
-        finally:
-            shutdown(self.dist) if hasattr(self, "dist") else None
-
-    def _run(self) -> dict:
-        cfg = self.cfg
-        self._setup_device()
-        utterances = self._train_items()
-        if self.dist.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
-        barrier(self.dist)
-        resume = self._load_latest()
-        if resume is not None and resume.get("world_size", 1) != self.dist.world_size:
-            raise TrainingError(
-                f"--output {self.output}: the run was started with {resume['world_size']} processes and is now "
-                f"resumed with {self.dist.world_size}; resume with the same number (data order depends on it)"
-            )
-
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.seed)
-        module = self.objective.build().to(self.device)
-        module.train()
-        inner = module
+        inner = self.objective.build().to(self.device)
+        inner.train()
         if cfg.activation_checkpointing:
             inner.model.transformer.activation_checkpointing = True  # every objective's module holds .model
-        optimizer = torch.optim.AdamW(
-            _param_groups(module, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(inner, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
             fused=self.device.type == "cuda",
         )
-        update, position = 0, (0, 0)
+        progress = Progress()
         if resume is not None:
-            module.load_state_dict(resume["model"])
-            optimizer.load_state_dict(resume["optimizer"])
+            inner.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
             self.scaler.load_state_dict(resume["scaler"])
-            update, position = resume["update"], tuple(resume["data_position"])
-            if "objective_state" in resume and hasattr(self.objective, "load_state_dict"):
-                self.objective.load_state_dict(resume["objective_state"])
+            self.objective.load_state_dict(resume.get("objective_state", {}))
+            progress = Progress(update=resume["update"], position=tuple(resume["data_position"]))
+        self.inner = self.module = inner
+        self.params = [p for p in inner.parameters() if p.requires_grad]
         if self.dist.enabled:
             # Layerdrop and partly frozen models leave some parameters without gradients in some updates.
-            module = nn.parallel.DistributedDataParallel(
-                module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            self.module = nn.parallel.DistributedDataParallel(
+                inner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
+        return progress
 
-        sizes = [min(u.num_samples, cfg.max_sample_size) for u in utterances]
+    def _train_loader(self, position: tuple[int, int]) -> Iterator[Batch]:
+        cfg = self.cfg
+        sizes = [min(u.num_samples, cfg.max_sample_size) for u in self.train_items]
         sampler = BucketBatchSampler(sizes, cfg.max_tokens, seed=cfg.seed, shuffle=True,
                                      num_replicas=self.dist.world_size, rank=self.dist.rank)
         sampler.set_position(*position)
-        dataset = AudioBatchDataset(utterances, self.sample_rate, cfg.max_sample_size, cfg.seed,
-                                    crop=getattr(self.objective, "crop", True))
-        loader = iter(make_loader(dataset, sampler, cfg.num_workers, pin_memory=self.device.type == "cuda"))
-        # RNG streams are set after the loader exists, so nothing it does can shift them.
+        self.batches_per_epoch = len(sampler)
+        dataset = AudioBatchDataset(self.train_items, self.sample_rate, cfg.max_sample_size, cfg.seed,
+                                    crop=self.objective.crop)
+        return iter(make_loader(dataset, sampler, cfg.num_workers, pin_memory=self.device.type == "cuda"))
+
+    def _seed_rng(self, resume: dict | None) -> None:
         if resume is not None:
             _set_rng_state(resume["rng"][self.dist.rank], self.device)
         else:
-            torch.manual_seed(cfg.seed * 1000 + self.dist.rank)
-            random.seed(cfg.seed * 1000 + self.dist.rank)
+            torch.manual_seed(self.cfg.seed * 1000 + self.dist.rank)
+            random.seed(self.cfg.seed * 1000 + self.dist.rank)
 
-        metrics = MetricsLog(self.output / METRICS_FILE, update if resume else None) if self.dist.is_main else None
-        tensorboard = self._tensorboard() if self.dist.is_main else None
+    def _start(self, progress: Progress, resume: dict | None) -> None:
+        cfg, inner = self.cfg, self.inner
+        main = self.dist.is_main
+        self.metrics = MetricsLog(self.output / METRICS_FILE, progress.update if resume else None) if main else None
+        self.tensorboard = self._tensorboard() if main else None
         self._emit(
-            "start", update=update, max_updates=cfg.max_updates, resumed_from=resume and resume["path"],
+            "start", update=progress.update, max_updates=cfg.max_updates, resumed_from=resume and resume["path"],
             parameters=sum(p.numel() for p in inner.parameters()),
             trainable=sum(p.numel() for p in inner.parameters() if p.requires_grad),
-            utterances=len(utterances), hours=sum(u.num_samples for u in utterances) / self.sample_rate / 3600,
-            left_out=len(self.train_source.utterances) - len(utterances), batches_per_epoch=len(sampler),
-            device=str(self.device), precision=self.precision, world_size=self.dist.world_size,
+            utterances=len(self.train_items),
+            hours=sum(u.num_samples for u in self.train_items) / self.sample_rate / 3600,
+            left_out=len(self.train_source.utterances) - len(self.train_items),
+            batches_per_epoch=self.batches_per_epoch, device=str(self.device), precision=self.precision,
+            world_size=self.dist.world_size,
         )
         if self.precision == "bf16" and self.device.type == "cpu" and cpu_has_native_bf16() is False:
-            self._emit("warning", message="--precision bf16 on a CPU without AVX512-BF16 or AMX is emulated and "
-                                          "several times slower than fp32; use --precision fp32 here")
-        del resume
+            self._emit("warning", message="precision bf16 on a CPU without AVX512-BF16 or AMX is emulated and "
+                                          "several times slower than fp32; use fp32 here")
+        self.flops_per_audio_second = self.objective.train_flops_per_audio_second()
+        progress.interval_start = time.perf_counter()
 
-        params = [p for p in inner.parameters() if p.requires_grad]
-        interval: dict[str, float] = {}
-        interval_start, interval_audio = time.perf_counter(), 0.0
-        bad_in_a_row, skipped_files, skipped_updates = 0, 0, 0
-        valid_results: list[dict] = []
-        last_saved = update
-        flops_per_audio_second = getattr(self.objective, "train_flops_per_audio_second", lambda: None)()
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("tensorboard needs the tensorboard package: pip install tensorboard") from None
+        return SummaryWriter(str(self.output / "tensorboard"))
 
-        while update < cfg.max_updates:
-            self.objective.start_update(inner, update)
-            lr = learning_rate(update, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            sums: dict[str, float] = {}
-            sample_size, audio_samples, ids = 0.0, 0, []
-            try:
-                for micro in range(cfg.update_freq):
-                    batch = next(loader)
-                    position = (batch.epoch, batch.position + 1)
-                    for item, reason in batch.skipped:
-                        skipped_files += 1
-                        self._emit("skipped_file", item=item, reason=reason)
-                    weight = 1.0
-                    if batch.lengths.numel() == 0:
-                        # Every file of this batch failed to decode. A silent stand-in with zero weight keeps
-                        # this process in step with the others (DDP needs a backward from every rank).
-                        batch, weight = self._stand_in(batch), 0.0
-                    audio_samples += int(batch.lengths.sum()) * weight  # on the host: no device sync
-                    batch = batch.to(self.device, non_blocking=True)
-                    ids.extend(batch.ids)
-                    sync = micro == cfg.update_freq - 1 or not self.dist.enabled
-                    with contextlib.nullcontext() if sync else module.no_sync():
-                        with self._autocast():
-                            result = self.objective.step(module, batch)
-                        if weight == 0.0:
-                            result = StepResult(torch.nan_to_num(result.loss) * 0.0, 0.0, {})
-                        self.scaler.scale(result.loss).backward()
-                    sample_size += result.sample_size
-                    for key, value in result.sums.items():
-                        sums[key] = sums.get(key, 0.0) + value
-            except torch.OutOfMemoryError:
-                raise TrainingError(
-                    f"out of memory on {self.device} at update {update + 1} with --max-tokens {cfg.max_tokens}: "
-                    "lower --max-tokens (and raise --update-freq to keep the samples per update), or use "
-                    "--activation-checkpointing"
-                ) from None
+    # -- one update ---------------------------------------------------------------------------------------------
 
-            # Gradients are sums over this process's units; DDP averaged them over processes. Dividing by the
-            # global unit count gives the per-unit mean over the whole update, whatever the batch split.
-            keys = sorted(sums)
-            totals = all_reduce_sum([sample_size, float(audio_samples)] + [sums[k] for k in keys],
-                                    self.dist, self.device)
-            global_size, global_audio = totals[0], totals[1]
-            sums = dict(zip(keys, totals[2:]))
-            self.scaler.unscale_(optimizer)
-            if global_size > 0:
-                scale = self.dist.world_size / global_size
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(scale)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm or math.inf))
-            loss_value = sums.get("loss", 0.0) / global_size if global_size else 0.0
-            finite = math.isfinite(grad_norm) and math.isfinite(loss_value)
-            if global_size > 0 and finite:
-                self.scaler.step(optimizer)
-                bad_in_a_row = 0
-            elif not finite:
-                bad_in_a_row += 1
-                skipped_updates += 1
-                self._emit("nonfinite", update=update + 1, loss=loss_value, grad_norm=grad_norm, ids=ids)
-                if bad_in_a_row >= cfg.max_bad_updates:
-                    raise TrainingError(
-                        f"{bad_in_a_row} updates in a row had a non-finite loss or gradient (last at update "
-                        f"{update + 1}, utterances {', '.join(ids[:5])}{'...' if len(ids) > 5 else ''}); "
-                        "lower --lr, check the data, or use --precision fp32"
-                    )
-            if self.scaler.is_enabled():
-                self.scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            update += 1
+    def _train_update(self, loader: Iterator[Batch], progress: Progress) -> UpdateFigures:
+        """update_freq batches forward and backward, the gradients averaged over every unit of every process,
+        clipped and applied; skipped instead when the loss or gradient is not finite."""
+        cfg = self.cfg
+        self.objective.start_update(self.inner, progress.update)
+        lr = learning_rate(progress.update, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sample_size, audio_samples, sums, ids = self._accumulate(loader, progress)
+        # Gradients are sums over this process's units; DDP averaged them over processes. Dividing by the
+        # global unit count gives the per-unit mean over the whole update, whatever the batch split.
+        keys = self.objective.train_sums
+        totals = all_reduce_sum([sample_size, float(audio_samples)] + [sums.get(k, 0.0) for k in keys],
+                                self.dist, self.device)
+        global_size, global_audio, sums = totals[0], totals[1], dict(zip(keys, totals[2:]))
+        grad_norm = self._unscale_and_clip(global_size)
+        loss_value = sums.get("loss", 0.0) / global_size if global_size else 0.0
+        # All-reduced figures and DDP-averaged gradients are the same on every rank, so every rank takes the
+        # same branch here: they step, skip or give up together.
+        finite = math.isfinite(grad_norm) and math.isfinite(loss_value)
+        if global_size > 0 and finite:
+            self.scaler.step(self.optimizer)
+            progress.bad_in_a_row = 0
+        elif not finite:
+            self._skip_update(progress, loss_value, grad_norm, ids)
+        if self.scaler.is_enabled():
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        progress.update += 1
+        return UpdateFigures(lr, sums, global_size, global_audio, grad_norm, finite)
 
-            if finite:
-                for key, value in sums.items():
-                    interval[key] = interval.get(key, 0.0) + value
-                interval["sample_size"] = interval.get("sample_size", 0.0) + global_size
-                interval["grad_norm_sum"] = interval.get("grad_norm_sum", 0.0) + grad_norm
-                interval["updates"] = interval.get("updates", 0.0) + 1
-            interval_audio += global_audio
+    def _accumulate(self, loader: Iterator[Batch], progress: Progress) -> tuple[float, float, dict, list[str]]:
+        """Forward and backward over update_freq batches; this process's (loss units, audio samples, sums,
+        utterance ids)."""
+        cfg = self.cfg
+        sums: dict[str, float | torch.Tensor] = {}
+        sample_size, audio_samples, ids = 0.0, 0, []
+        try:
+            for micro in range(cfg.update_freq):
+                batch, weight = self._next_batch(loader, progress)
+                audio_samples += int(batch.lengths.sum()) * weight  # on the host: no device sync
+                batch = batch.to(self.device, non_blocking=True)
+                ids.extend(batch.ids)
+                # DDP all-reduces the gradients in the update's last backward only.
+                sync = micro == cfg.update_freq - 1 or not self.dist.enabled
+                with contextlib.nullcontext() if sync else self.module.no_sync():
+                    with self._autocast():
+                        result = self.objective.step(self.module, batch)
+                    if weight == 0.0:
+                        result = StepResult(torch.nan_to_num(result.loss) * 0.0, 0.0, {})
+                    self.scaler.scale(result.loss).backward()
+                sample_size += result.sample_size
+                for key, value in result.sums.items():
+                    sums[key] = sums.get(key, 0.0) + value
+        except torch.OutOfMemoryError:
+            raise TrainingError(
+                f"out of memory on {self.device} at update {progress.update + 1} with max_tokens {cfg.max_tokens}: "
+                "lower max_tokens (and raise update_freq to keep the samples per update), or use "
+                "activation_checkpointing"
+            ) from None
+        return sample_size, audio_samples, sums, ids
 
-            if update % cfg.log_every == 0 or update == cfg.max_updates:
-                elapsed = max(time.perf_counter() - interval_start, 1e-9)
-                record = {"update": update, **self._summarize(interval), "lr": lr,
-                          "audio_seconds_per_second": interval_audio / self.sample_rate / elapsed,
-                          "skipped_files": skipped_files, "skipped_updates": skipped_updates,
-                          "time": round(time.time(), 1)}
-                if flops_per_audio_second and self.device.type == "cuda":
-                    peak = self._peak_flops()
-                    if peak:
-                        per_device = record["audio_seconds_per_second"] / self.dist.world_size
-                        record["mfu"] = per_device * flops_per_audio_second / peak
-                if self.device.type == "cuda":
-                    record["gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                if metrics:
-                    metrics.write(record)
-                if tensorboard:
-                    for key, value in record.items():
-                        if key not in ("update", "time") and isinstance(value, (int, float)):
-                            tensorboard.add_scalar(f"train/{key}", value, update)
-                self._emit("log", **record)
-                interval, interval_start, interval_audio = {}, time.perf_counter(), 0.0
+    def _next_batch(self, loader: Iterator[Batch], progress: Progress) -> tuple[Batch, float]:
+        """The next batch and its weight in the update. When every file of a batch failed to decode, a silent
+        stand-in with weight 0 keeps this process in step with the others (DDP needs a backward from each)."""
+        batch = next(loader)
+        progress.position = (batch.epoch, batch.position + 1)
+        for item, reason in batch.skipped:
+            progress.skipped_files += 1
+            self._emit("skipped_file", item=item, reason=reason)
+        if batch.lengths.numel() == 0:
+            return self._stand_in(batch), 0.0
+        return batch, 1.0
 
-            if self.valid_sources and (update % cfg.valid_every == 0 or update == cfg.max_updates):
-                valid_results = self._validate(module, update)
-                self.objective_after_validation(valid_results, inner)
-                for record in valid_results:
-                    if metrics:
-                        metrics.write({"update": update, "valid": record, "time": round(time.time(), 1)})
-                    if tensorboard:
-                        for key, value in record.items():
-                            if isinstance(value, (int, float)) and key != "update":
-                                tensorboard.add_scalar(f"valid/{record['set']}/{key}", value, update)
-                self._emit("valid", update=update, results=valid_results)
-
-            if update % cfg.save_every == 0 or update == cfg.max_updates:
-                self._save_checkpoint(module, optimizer, update, position, self.objective_state())
-                last_saved = update
-
-        if last_saved != update or not (self.output / MODEL_FILE).exists():
-            self._save_checkpoint(module, optimizer, update, position, self.objective_state())
-        in_sync = self._ranks_in_sync(inner)
-        if tensorboard:
-            tensorboard.close()
-        summary = {"update": update, "model": str(self.output / MODEL_FILE), "skipped_files": skipped_files,
-                   "skipped_updates": skipped_updates, "valid": valid_results, "world_size": self.dist.world_size,
-                   "ranks_in_sync": in_sync}
-        self._emit("end", **summary)
-        return summary
-
-    def _stand_in(self, batch):
+    def _stand_in(self, batch: Batch) -> Batch:
         samples = max(self.cfg.min_sample_size, 2 * self.sample_rate)
-        return dataclasses.replace(batch, waveforms=torch.zeros(1, samples),
-                                   lengths=torch.tensor([samples]), ids=[], texts=[None])
+        labels = {} if batch.targets is None else {"targets": torch.zeros(1, 1, dtype=torch.int64),
+                                                   "target_lengths": torch.zeros(1, dtype=torch.int64)}
+        return dataclasses.replace(batch, waveforms=torch.zeros(1, samples), lengths=torch.tensor([samples]),
+                                   ids=[], **labels)
 
-    # Hooks an objective may use (fine-tuning keeps its best checkpoint by validation WER).
-    def objective_after_validation(self, results: list[dict], module: nn.Module) -> None:
-        hook = getattr(self.objective, "after_validation", None)
-        if hook and self.dist.is_main:
-            hook(results, module, self.output)
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
 
-    def objective_state(self) -> dict:
-        state = getattr(self.objective, "state_dict", None)
-        return {"objective_state": state()} if state else {}
+    def _unscale_and_clip(self, global_size: float) -> float:
+        """Turns the summed gradients into per-unit means over the update and clips them; their norm."""
+        self.scaler.unscale_(self.optimizer)
+        if global_size > 0:
+            scale = self.dist.world_size / global_size
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+        return float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_norm or math.inf))
+
+    def _skip_update(self, progress: Progress, loss_value: float, grad_norm: float, ids: list[str]) -> None:
+        progress.bad_in_a_row += 1
+        progress.skipped_updates += 1
+        self._emit("nonfinite", update=progress.update + 1, loss=loss_value, grad_norm=grad_norm, ids=ids)
+        if progress.bad_in_a_row >= self.cfg.max_bad_updates:
+            raise TrainingError(
+                f"{progress.bad_in_a_row} updates in a row had a non-finite loss or gradient (last at update "
+                f"{progress.update + 1}, utterances {', '.join(ids[:5])}{'...' if len(ids) > 5 else ''}); "
+                "lower the learning rate, check the data, or train in fp32 precision"
+            )
+
+    # -- logging ------------------------------------------------------------------------------------------------
+
+    def _log(self, figures: UpdateFigures, progress: Progress) -> None:
+        """Adds the update to the log interval; every log_every updates, writes the interval's line."""
+        interval = progress.interval
+        if figures.finite:
+            for key, value in figures.sums.items():
+                interval[key] = interval.get(key, 0.0) + value
+            interval["sample_size"] = interval.get("sample_size", 0.0) + figures.sample_size
+            interval["grad_norm_sum"] = interval.get("grad_norm_sum", 0.0) + figures.grad_norm
+            interval["updates"] = interval.get("updates", 0.0) + 1
+        progress.interval_audio += figures.audio_samples
+        if not self._due(self.cfg.log_every, progress.update):
+            return
+        record = self._train_record(figures.lr, progress)
+        if self.metrics:
+            self.metrics.write(record)
+        self._scalars("train", record, progress.update, skip=("update", "time"))
+        self._emit("log", **record)
+        progress.interval, progress.interval_start, progress.interval_audio = {}, time.perf_counter(), 0.0
+
+    def _train_record(self, lr: float, progress: Progress) -> dict:
+        elapsed = max(time.perf_counter() - progress.interval_start, 1e-9)
+        record = {"update": progress.update, **self._summarize(progress.interval), "lr": lr,
+                  "audio_seconds_per_second": progress.interval_audio / self.sample_rate / elapsed,
+                  "skipped_files": progress.skipped_files, "skipped_updates": progress.skipped_updates,
+                  "time": round(time.time(), 1)}
+        if self.flops_per_audio_second and self.device.type == "cuda":
+            peak = self._peak_flops()
+            if peak:
+                per_device = record["audio_seconds_per_second"] / self.dist.world_size
+                record["mfu"] = per_device * self.flops_per_audio_second / peak
+        if self.device.type == "cuda":
+            record["gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return record
 
     def _summarize(self, interval: dict[str, float]) -> dict[str, float]:
         if not interval.get("updates"):
@@ -510,21 +521,103 @@ class Trainer:
         name = torch.cuda.get_device_name(self.device)
         return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
 
-    def _tensorboard(self):
-        if not self.cfg.tensorboard:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-        return SummaryWriter(str(self.output / "tensorboard"))
+    def _scalars(self, prefix: str, record: dict, update: int, skip: tuple[str, ...]) -> None:
+        if self.tensorboard:
+            for key, value in record.items():
+                if key not in skip and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{prefix}/{key}", value, update)
 
-    def _ranks_in_sync(self, module: nn.Module) -> bool:
+    # -- validation ---------------------------------------------------------------------------------------------
+
+    def _validate(self, progress: Progress) -> None:
+        update = progress.update
+        progress.valid_results = results = self._evaluate(update)
+        if self.dist.is_main:  # fine-tuning keeps its best model by validation WER
+            self.objective.after_validation(results, self.inner, self.output)
+        for record in results:
+            if self.metrics:
+                self.metrics.write({"update": update, "valid": record, "time": round(time.time(), 1)})
+            self._scalars(f"valid/{record['set']}", record, update, skip=("update",))
+        self._emit("valid", update=update, results=results)
+
+    def _evaluate(self, update: int) -> list[dict]:
+        """One record per validation set: the objective's figures over the whole set, all processes."""
+        results = []
+        inner = self.inner
+        was_training = inner.training
+        inner.eval()
+        keys = self.objective.valid_sums
+        # Validation draws its masks from its own seeded RNG so that it does not shift the training RNG streams.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), self._autocast():
+            torch.manual_seed(self.cfg.seed)
+            for valid_set in self.valid_sets:
+                sums = self.objective.validate(inner, self._valid_batches(valid_set))
+                totals = all_reduce_sum([sums.get(k, 0.0) for k in keys], self.dist, self.device)
+                results.append({"set": valid_set.name, "update": update,
+                                **self.objective.summarize(dict(zip(keys, totals)))})
+        inner.train(was_training)
+        return results
+
+    def _valid_batches(self, valid_set: ValidSet) -> Iterator[Batch]:
+        for batch_indices in valid_set.sampler.batches(0):
+            batch = valid_set.dataset[(0, 0, batch_indices)]
+            if batch.lengths.numel():
+                yield batch.to(self.device)
+
+    # -- checkpoints and the end --------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, progress: Progress) -> None:
+        """A checkpoint of the run (all ranks take part: each one's RNG state is in it) and the model file."""
+        rng = all_gather_objects(_rng_state(self.device), self.dist)  # every rank's RNG, for exact resume
+        if not self.dist.is_main:
+            return
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "objective": self.objective.name,
+            "identity": self.objective.identity(),
+            "train_config": self.cfg.to_dict(),
+            "update": progress.update,
+            "data_position": list(progress.position),
+            "model": self.inner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "world_size": self.dist.world_size,
+            "objective_state": self.objective.state_dict(),
+        }
+        folder = self.output / CHECKPOINT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"checkpoint_{progress.update:09d}.pt"
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        for old in find_checkpoints(self.output)[: -self.cfg.keep_last]:
+            old.unlink(missing_ok=True)
+        # The usable model file beside the checkpoints, kept current.
+        self.objective.save_model(self.inner, self.output / MODEL_FILE)
+        self._emit("checkpoint", update=progress.update, path=str(path))
+
+    def _finish(self, progress: Progress) -> dict:
+        # The loop checkpointed its last update. A rerun of a finished run trains nothing and only writes the
+        # model file again if it went missing: rank 0 alone, no collective (what each rank sees on disk differs
+        # while rank 0 writes).
+        if self.dist.is_main and not (self.output / MODEL_FILE).exists():
+            self.objective.save_model(self.inner, self.output / MODEL_FILE)
+        in_sync = self._ranks_in_sync()
+        if self.tensorboard:
+            self.tensorboard.close()
+        summary = {"update": progress.update, "model": str(self.output / MODEL_FILE),
+                   "skipped_files": progress.skipped_files, "skipped_updates": progress.skipped_updates,
+                   "valid": progress.valid_results, "world_size": self.dist.world_size, "ranks_in_sync": in_sync}
+        self._emit("end", **summary)
+        return summary
+
+    def _ranks_in_sync(self) -> bool:
         """After DDP training every process must hold the same weights; a cheap checksum comparison says so."""
         if not self.dist.enabled:
             return True
         with torch.no_grad():
-            checksum = float(sum(p.double().sum() for p in module.parameters()))
+            checksum = float(sum(p.double().sum() for p in self.inner.parameters()))
         sums = all_gather_objects(checksum, self.dist)
         return all(s == sums[0] for s in sums)
 
@@ -532,12 +625,20 @@ class Trainer:
 def check_output_dir(output: Path) -> None:
     """Fail before any work when the output folder cannot be used."""
     if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output}: exists and is not a folder")
+        raise ConfigError(f"output {output}: exists and is not a folder")
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"--output {output}: cannot create ({exc.strerror or exc})") from None
+        raise ConfigError(f"output {output}: cannot create ({exc.strerror or exc})") from None
 
 
-__all__ = ["DistInfo", "MODEL_FILE", "METRICS_FILE", "Objective", "StepResult", "Trainer", "check_output_dir",
-           "find_checkpoints"]
+__all__ = [
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "DistInfo",
+    "Objective",
+    "StepResult",
+    "Trainer",
+    "check_output_dir",
+    "find_checkpoints",
+]
