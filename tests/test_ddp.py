@@ -29,13 +29,21 @@ def torchrun(command: str, output: Path, updates: int, *extra, timeout: int = 24
     args = [TORCHRUN, "--standalone", "--nproc-per-node", 2, "-m", "w2v2cli", command, "--output", output,
             "--max-updates", updates, *SMALL, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        result = subprocess.run(list(map(str, args)), capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"torchrun did not end within {timeout} s (ranks out of step?):\n{(exc.stderr or b'')[-3000:]}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 1, result.stdout
+        stdout, stderr = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: torchrun then stops its workers (each in a session of its own) before it exits.
+        run.terminate()
+        try:
+            stderr = run.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
+            run.kill()
+            stderr = ""
+        pytest.fail(f"torchrun did not end within {timeout} s (ranks out of step?):\n{stderr[-3000:]}")
+    assert run.returncode == 0, stderr[-3000:]
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, stdout
     return json.loads(lines[0])
 
 
