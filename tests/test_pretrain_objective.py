@@ -173,7 +173,7 @@ def test_learning_rate_schedules():
     assert lrs[0] == pytest.approx(0.01 + 0.99 * 0.1)
     assert lrs[20] == 1.0 and lrs[49] == 1.0
     assert lrs[-1] == pytest.approx(0.05)
-    assert all(a >= b for a, b in itertools.pairwise(lrs))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[50:]))
     # A run that stops part-way through a longer schedule follows that schedule's first updates exactly.
     part = tri.replace(max_updates=60, schedule_updates=100)
     assert [learning_rate(u, part) for u in range(60)] == lrs[:60]
