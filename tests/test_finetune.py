@@ -49,6 +49,7 @@ def metrics(output):
     return [json.loads(line) for line in (Path(output) / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_to_transcribe_speech(labeled, tmp_path):
     events = []
     summary = finetune(labeled, tmp_path, valid=[labeled], init="scratch", config="tiny",
@@ -69,6 +70,7 @@ def test_tiny_model_learns_to_transcribe_speech(labeled, tmp_path):
     assert (tmp_path / "last.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_best_wer_and_continues(labeled, tmp_path):
     first = finetune(labeled, tmp_path, valid=[labeled], init="scratch", config="tiny", configure=configs(100))
     events = []
