@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test completions clean
+.PHONY: demo test test-all lint install install-test completions clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "w2v2 needs Python >= 3.10")'
@@ -26,8 +26,16 @@ demo: $(VENV)/.installed
 	@$(BIN)/w2v2 --help
 	@$(BIN)/python -m w2v2cli.demo sample_audio
 
-test: $(VENV)/.installed-test
+# The fast tier (<= 5 minutes on 2 cores); test-all adds the tests marked slow (training convergence, SIGKILL
+# resume, torchrun, recipe runs, full-size models).
+test: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: lint
 	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check w2v2cli tests benchmarks recipes
 
 # The scripts ask `w2v2` itself for candidates, so they stay right as commands are added.
 completions: $(VENV)/.installed

@@ -34,10 +34,10 @@ import torchaudio.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from long_audio import write_long_wav  # noqa: E402
+from long_audio import write_long_wav
 
-from w2v2cli import Vocabulary, build_model, preset, save_model  # noqa: E402
-from w2v2cli.align import ENGINES, align_batch, viterbi_states  # noqa: E402
+from w2v2cli import Vocabulary, build_model, preset, save_model
+from w2v2cli.align import ENGINES, align_batch, viterbi_states
 
 WORDS = "the of and to in that it was for on are with as his they be at one have this from".upper().split()
 FRAMES_PER_SECOND = 50

@@ -4,7 +4,7 @@ Usage: .venv/bin/python benchmarks/default_model_cpu.py [DATA ...] [--rounds 2] 
                                                          [--precisions fp32,bf16]
 
 DATA: folders or manifests, as every training command reads them (the recipe's test split, e.g.
-/work/corpus/test.jsonl, is what README's figures use). Without DATA, 300 seeded slices of 2-6 s are cut
+/work/corpus/test.jsonl, is what docs/benchmarks.md's figures use). Without DATA, 300 seeded slices of 2-6 s are cut
 from `sample_audio/` into a temporary folder.
 
 Each round runs `w2v2 transcribe` once per precision, interleaved, as a fresh process (model load included),
@@ -153,9 +153,9 @@ def main():
         print(f"| {precision} | {spread([r['x_loop'] for r in mine])}x | {spread([r['x_wall'] for r in mine])}x "
               f"| {rate:.0f} | {rate / ceiling:.0%} |")
     if len(precisions) > 1:
-        first = [r for r in runs if r["precision"] == precisions[0]][0]["texts"]
+        first = next(r for r in runs if r["precision"] == precisions[0])["texts"]
         for precision in precisions[1:]:
-            other = [r for r in runs if r["precision"] == precision][0]["texts"]
+            other = next(r for r in runs if r["precision"] == precision)["texts"]
             differ = sum(first[k] != other.get(k) for k in first)
             print(f"\ntranscripts that differ between {precisions[0]} and {precision}: {differ} of {len(first)}")
 

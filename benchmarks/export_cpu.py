@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike  # noqa: E402
+from helpers import speechlike
 
-from w2v2cli import Vocabulary, build_model, load_model, preset  # noqa: E402
-from w2v2cli.decode import greedy_decode  # noqa: E402
-from w2v2cli.export import export_model  # noqa: E402
-from w2v2cli.onnx_model import OnnxModel  # noqa: E402
-from w2v2cli.scoring import error_counts  # noqa: E402
+from w2v2cli import Vocabulary, build_model, load_model, preset
+from w2v2cli.decode import greedy_decode
+from w2v2cli.export import export_model
+from w2v2cli.onnx_model import OnnxModel
+from w2v2cli.scoring import error_counts
 
 
 def main():

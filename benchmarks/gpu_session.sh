@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement the README still lacks, in one command for one device call (about 10 minutes on an H100):
+# Every GPU measurement docs/benchmarks.md still lacks, in one command for one device call (about 10 minutes on an H100):
 # the CUDA tests, the alignment benchmark (64 utterances and a 1-hour file), batched transcription, and
 # pretraining and fine-tuning throughput of the base config. Each step has its own time limit, so one slow step
 # does not cost the others; each writes OUT/<step>.txt.

@@ -1,5 +1,6 @@
-"""Peak memory and time of `w2v2 transcribe` on long files, under either W2V2_ALLOCATOR mode (README: Memory
-and speed); with `lean`, peak memory grows only by the decoded waveform.
+"""Peak memory and time of `w2v2 transcribe` on long files, under either W2V2_ALLOCATOR mode (figures in
+docs/benchmarks.md, Long audio; the modes in README, Memory and speed); with `lean`, peak memory grows only by
+the decoded waveform.
 
 Usage: .venv/bin/python benchmarks/long_audio.py [--minutes 10 30 60] [--threads 2] [--allocator fast|lean]
 
@@ -25,10 +26,10 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike  # noqa: E402
+from helpers import speechlike
 
-from w2v2cli import ModelConfig, Vocabulary, build_model, preset, save_model  # noqa: E402
-from w2v2cli.cli import MALLOPT  # noqa: E402
+from w2v2cli import ModelConfig, Vocabulary, build_model, preset, save_model
+from w2v2cli.cli import MALLOPT
 
 
 def write_long_wav(path: Path, minutes: float, sample_rate: int = ModelConfig.sample_rate) -> None:

@@ -1,4 +1,4 @@
-"""Measure parity with transformers and batch invariance; print a Markdown table for README.
+"""Measure parity with transformers and batch invariance; print a Markdown table for docs/benchmarks.md.
 
 Usage: .venv/bin/python benchmarks/parity.py [--device cpu|cuda]
 
@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike  # noqa: E402
-from hf_utils import SMALL, hf_logits, make_hf_folder  # noqa: E402
+from helpers import SMALL, hf_logits, make_hf_folder, speechlike
 
-from w2v2cli import load_model  # noqa: E402
+from w2v2cli import load_model
 
 BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
             conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),

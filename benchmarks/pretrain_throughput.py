@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike
+from helpers import speechlike
 
 from w2v2cli import build_model, save_model
 from w2v2cli.config import preset

@@ -24,12 +24,11 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike  # noqa: E402
-from hf_utils import make_hf_folder  # noqa: E402
+from helpers import make_hf_folder, speechlike
 
-from w2v2cli import load_model  # noqa: E402
-from w2v2cli.inference import EmissionRunner  # noqa: E402
-from w2v2cli.transcribe import transcribe  # noqa: E402
+from w2v2cli import load_model
+from w2v2cli.inference import EmissionRunner
+from w2v2cli.transcribe import transcribe
 
 BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
             conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),

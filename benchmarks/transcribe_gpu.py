@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import speechlike  # noqa: E402
+from helpers import speechlike
 
-from w2v2cli import Vocabulary, build_model, preset  # noqa: E402
-from w2v2cli.decode import GreedyDecoder  # noqa: E402
-from w2v2cli.inference import EmissionRunner  # noqa: E402
+from w2v2cli import Vocabulary, build_model, preset
+from w2v2cli.decode import GreedyDecoder
+from w2v2cli.inference import EmissionRunner
 
 GFLOP_PER_AUDIO_SECOND = 14.8
 PEAK_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}

@@ -1,6 +1,7 @@
 """Forced alignment: path identity with torchaudio (every engine, ties included), the text policy, spans, output
 formats, the CLI."""
 
+import itertools
 import json
 import math
 import os
@@ -13,17 +14,25 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as F
-from conftest import speechlike
+from helpers import speechlike
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_transcribe import VOCAB, emissions, model_file  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
-from w2v2cli.align import (
-    ENGINES, AlignmentError, align_batch, align_emissions, align_iter, plan_alignment, plan_transcript, viterbi_batch,
+from w2v2cli.align import (  # modules whose settings tests change
+    ENGINES,
+    AlignmentError,
+    align_batch,
+    align_emissions,
+    align_iter,
+    driver,
+    plan_alignment,
+    plan_transcript,
+    viterbi,
+    viterbi_batch,
     viterbi_states,
 )
-from w2v2cli.align import driver, viterbi  # modules whose settings tests change
 from w2v2cli.cli import app
 from w2v2cli.errors import ConfigError
 from w2v2cli.results import Result
@@ -255,7 +264,7 @@ def test_textgrid_tiers_tile_the_audio(aligned):
     assert set(tiers) == {"words", "chars"}
     for intervals in tiers.values():
         assert intervals[0][0] == 0.0 and intervals[-1][1] == 0.7
-        assert all(a[1] == b[0] for a, b in zip(intervals, intervals[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(intervals))
     assert [t for _, _, t in tiers["words"] if t] == ["Hello", '"world"']
     assert "".join(t for _, _, t in tiers["chars"]) == "HELLOWORLD"
 
@@ -302,7 +311,8 @@ def test_single_item_and_transcript_file(model_file, wavs):  # noqa: F811
 
 def test_manifest_from_stdin_with_a_bad_item_in_a_subprocess(model_file, wavs):  # noqa: F811
     lines = [json.dumps({"audio": str(wavs / "a.wav"), "text": "one two"}), "not a manifest line",
-             f"{wavs / 'missing.wav'}\tthree", f"{wavs / 'b.wav'}\tfour five", json.dumps({"audio": str(wavs / "b.wav"), "text": ""})]
+             f"{wavs / 'missing.wav'}\tthree", f"{wavs / 'b.wav'}\tfour five",
+             json.dumps({"audio": str(wavs / "b.wav"), "text": ""})]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.run([sys.executable, "-m", "w2v2cli", "align", "-m", str(model_file), "--manifest", "-",
                            "-f", "jsonl"], input="\n".join(lines) + "\n", capture_output=True, text=True, env=env)

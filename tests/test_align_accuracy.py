@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from align_accuracy import error_stats, join_words, speech_bounds  # noqa: E402
+from align_accuracy import error_stats, join_words, speech_bounds
 
 
 def test_speech_bounds_finds_the_sample_where_sound_starts_and_ends():

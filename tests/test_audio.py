@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import speechlike
 
-from conftest import speechlike
 from w2v2cli.errors import AudioError
 from w2v2cli.io.audio import audio_info, find_audio_files, load_audio, resample
 

@@ -31,7 +31,8 @@ def test_safetensors_round_trip_is_exact(tmp_path, model):
 
 def test_weights_only_torch_file_loads(tmp_path, model):
     path = tmp_path / "m.pt"
-    torch.save({"config": model.config.to_dict(), "vocab": model.vocab.to_dict(), "state_dict": model.state_dict()}, path)
+    state = {"config": model.config.to_dict(), "vocab": model.vocab.to_dict(), "state_dict": model.state_dict()}
+    torch.save(state, path)
     loaded = load_model(path)
     assert torch.equal(loaded.ctc_head.weight, model.ctc_head.weight)
 
@@ -119,8 +120,8 @@ def test_foreign_safetensors_without_config(tmp_path):
 
 
 def test_mismatched_weights_are_reported(tmp_path, model):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     path = save_model(model, tmp_path / "m.safetensors")
     with safe_open(str(path), "pt") as f:

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import make_hf_folder
 from typer.testing import CliRunner
 
-from hf_utils import make_hf_folder
 from w2v2cli import build_model, preset, save_model
 from w2v2cli.cli import app
 

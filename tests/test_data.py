@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import speechlike
+from helpers import speechlike
 
 import w2v2cli.data.sources as sources
 from w2v2cli.data import AudioBatchDataset, BucketBatchSampler, LabeledUtterance, Utterance, make_loader, read_source

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import speechlike
 from typer.testing import CliRunner
 
 import w2v2cli.cli.common as common
 import w2v2cli.demo as demo
-from conftest import speechlike
 from w2v2cli import build_model, load_model, preset, save_model
 from w2v2cli.cli import app
 from w2v2cli.summary import read_provenance
@@ -56,7 +56,7 @@ def test_packaged_model_is_fp16_with_provenance(tmp_path, fp32_model, labeled_fo
     from safetensors import safe_open
 
     with safe_open(str(out), framework="pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118 -- safe_open is not iterable
     assert read_provenance(out) == PROVENANCE
     assert out.stat().st_size < 0.6 * fp32_model.stat().st_size
     original, packaged = load_model(fp32_model), load_model(out)

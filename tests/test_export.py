@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_hf_folder
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from hf_utils import make_hf_folder
 from w2v2cli import Vocabulary, build_model, load_model, preset, save_model
 from w2v2cli import export as export_module
 from w2v2cli.cli import app
@@ -62,7 +62,7 @@ def test_onnx_metadata_and_dynamic_axes(ctc_model, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["waveforms", "lengths"]
     assert [o.name for o in session.get_outputs()] == ["logits", "frame_lengths"]
     for batch, samples in ((1, 800), (5, 50_000)):  # shapes never seen at export
-        logits, frames = session.run(None, {"waveforms": torch.randn(batch, samples).numpy(),
+        logits, _frames = session.run(None, {"waveforms": torch.randn(batch, samples).numpy(),
                                             "lengths": torch.full((batch,), samples).numpy()})
         assert logits.shape[:2] == (batch, int(ctc_model.frame_lengths(torch.tensor([samples]))[0]))
 

@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-
-from conftest import speechlike
+from helpers import speechlike
 from test_model import pad_batch
 
 pytestmark = [

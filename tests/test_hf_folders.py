@@ -3,8 +3,8 @@
 import json
 
 import pytest
+from helpers import VOCAB, make_hf_folder
 
-from hf_utils import VOCAB, make_hf_folder
 from w2v2cli import load_model
 from w2v2cli.errors import ModelFileError
 

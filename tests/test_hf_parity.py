@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
+from helpers import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder, speechlike
 
-from conftest import speechlike
-from hf_utils import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder
 from w2v2cli import load_model
 from w2v2cli.decode import greedy_decode
 
@@ -165,7 +164,7 @@ def test_pretraining_head_of_a_hf_folder_matches_transformers(tmp_path):
     with torch.no_grad():
         hf_out = hf_model.wav2vec2(inputs.input_values)
         theirs, _ = hf_model.quantizer(hf_out.extract_features)
-        features, frames = model.extract_features(inputs.input_values, torch.tensor([SAMPLE_RATE]))
+        features, _frames = model.extract_features(inputs.input_values, torch.tensor([SAMPLE_RATE]))
         _, normalized = model.feature_projection(features)
         ours = head.quantizer(normalized[0]).quantized
         assert torch.allclose(ours, theirs[0], atol=1e-5)

@@ -10,8 +10,19 @@ from hub_server import serve
 from safetensors.torch import save_file
 
 from w2v2cli.hub import (
-    EMBEDDED_MODEL, MODELS, HubUnreachableError, ModelSpecError, NoWeightsError, RemoteFileNotFoundError,
-    RepoAccessError, RepoNotFoundError, RevisionNotFoundError, download, download_file, parse_model_spec, resolve,
+    EMBEDDED_MODEL,
+    MODELS,
+    HubUnreachableError,
+    ModelSpecError,
+    NoWeightsError,
+    RemoteFileNotFoundError,
+    RepoAccessError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    download,
+    download_file,
+    parse_model_spec,
+    resolve,
 )
 
 NEEDED = ("config.json", "vocab.json", "preprocessor_config.json", "model.safetensors")
@@ -135,7 +146,7 @@ def test_neither_a_path_nor_a_name_is_one_line_naming_it(text):
 
 def test_download_refuses_a_malformed_repo_id_before_any_request(start_hub, tmp_path):
     hub = start_hub({"org/name": {"main": make_repo(tmp_path / "repo", NEEDED)}})
-    with pytest.raises(ModelSpecError, match="^org/na..me: no such file, and not a model name"):
+    with pytest.raises(ModelSpecError, match=r"^org/na\.\.me: no such file, and not a model name"):
         download("org/na..me")
     assert hub.hits() == []
 
@@ -165,7 +176,7 @@ def test_only_the_needed_files_come_and_only_once(start_hub, hf_home, tmp_path):
 
 
 def test_a_downloaded_transformers_folder_loads_as_the_original(start_hub, tmp_path):
-    from hf_utils import make_hf_folder
+    from helpers import make_hf_folder
 
     from w2v2cli import load_model
 
@@ -313,7 +324,7 @@ def test_a_stopped_hub_fails_at_once_for_a_file_or_a_commit(start_hub, tmp_path)
     hub = start_hub({"org/name": {"main": make_repo(tmp_path / "repo", NEEDED)}})
     hub.stop()
     started = time.monotonic()
-    with pytest.raises(HubUnreachableError, match="^org/name/adapter.fra.safetensors is not cached"):
+    with pytest.raises(HubUnreachableError, match=r"^org/name/adapter\.fra\.safetensors is not cached"):
         download_file("org/name", "adapter.fra.safetensors", progress=False)
     with pytest.raises(HubUnreachableError, match=f'run "w2v2 download org/name@{"a" * 40}"'):
         download("org/name", "a" * 40, progress=False)

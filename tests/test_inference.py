@@ -3,10 +3,10 @@ exact, and results do not depend on batching or chunking (beyond the Transformer
 
 import pytest
 import torch
+from helpers import speechlike
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import speechlike
 from w2v2cli.inference import EmissionRunner, pack_batches, plan_windows
 from w2v2cli.model.stats import UtteranceStats, utterance_stats
 
@@ -34,7 +34,7 @@ def test_batches_respect_the_budget_and_keep_every_window():
     windows = [w for i, n in enumerate([5000, 90000, 400, 33333, 70000, 70000])
                for w in plan_windows(i, n, (n - RF) // HOP + 1, HOP, RF, 100, 10)]
     batches = pack_batches(windows, max_samples=100000, max_batch=3)
-    key = lambda w: (w.item, w.start)  # noqa: E731
+    key = lambda w: (w.item, w.start)
     assert sorted((w for b in batches for w in b), key=key) == sorted(windows, key=key)
     for b in batches:
         longest = max(w.end - w.start for w in b)

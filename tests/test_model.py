@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
+from helpers import speechlike
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import speechlike
 from w2v2cli import build_model, preset
 from w2v2cli.errors import ConfigError
 from w2v2cli.model.components import ConvLayer, MaskedGroupNorm
@@ -222,7 +222,7 @@ def test_large_presets_are_about_317m(name):
 def test_gradients_flow_through_all_parameters(vocab):
     torch.manual_seed(0)
     model = build_model(preset("tiny", vocab_size=len(vocab), layerdrop=0.0), vocab).train()
-    logits, frames = model(torch.randn(2, 8000), torch.tensor([8000, 5000]))
+    logits, _frames = model(torch.randn(2, 8000), torch.tensor([8000, 5000]))
     (logits.logsumexp(-1).sum()).backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None and n != "mask_embedding"]
     assert unused == []

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli
 from safetensors.torch import load_file
 
 from w2v2cli import load_model
@@ -170,28 +171,28 @@ def test_non_finite_updates_are_skipped_then_training_stops(tmp_path, monkeypatc
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path):
-    missing = cli("pretrain", "--train", tmp_path / "nope", "--output", tmp_path / "out", "--config", "tiny")
+    missing = run_cli("pretrain", "--train", tmp_path / "nope", "--output", tmp_path / "out", "--config", "tiny")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "nope" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
-    too_big = cli("pretrain", "--train", SPEECH, "--output", tmp_path / "out", "--max-tokens", 1000)
+    too_big = run_cli("pretrain", "--train", SPEECH, "--output", tmp_path / "out", "--max-tokens", 1000)
     assert too_big.returncode == 2 and "--max-sample-size" in too_big.stderr
-    preset = cli("pretrain", "--train", SPEECH, "--output", tmp_path / "out", "--config", "huge")
+    preset = run_cli("pretrain", "--train", SPEECH, "--output", tmp_path / "out", "--config", "huge")
     assert preset.returncode == 2 and "--config" in preset.stderr
     (tmp_path / "file").write_text("x")
-    not_dir = cli(*cli_args(tmp_path / "file", 1))
+    not_dir = run_cli(*cli_args(tmp_path / "file", 1))
     assert not_dir.returncode == 2 and "not a folder" in not_dir.stderr
     with pytest.raises(ConfigError, match="not both"):
         pretrain(SPEECH, tmp_path / "x", config="tiny", init=tmp_path / "m.safetensors")
     with pytest.raises(ConfigError, match="conv_init only goes with a new model"):
         pretrain(SPEECH, tmp_path / "y", init=tmp_path / "m.safetensors", conv_init="envelope")
-    unknown = cli("pretrain", "--train", SPEECH, "--output", tmp_path / "z", "--config", "tiny", "--conv-init", "x")
+    unknown = run_cli("pretrain", "--train", SPEECH, "--output", tmp_path / "z", "--config", "tiny", "--conv-init", "x")
     assert unknown.returncode == 2 and "--conv-init 'x'" in unknown.stderr and not (tmp_path / "z").exists()
-    negative = cli(*cli_args(tmp_path / "w", 1), "--diversity-weight", -0.5)
+    negative = run_cli(*cli_args(tmp_path / "w", 1), "--diversity-weight", -0.5)
     assert negative.returncode == 2 and "--diversity-weight -0.5" in negative.stderr and not (tmp_path / "w").exists()
     assert len(negative.stderr.strip().splitlines()) == 1
     for bad in (["0.5", "2", "0.9"], ["2", "0.5", "1.5"], ["2", "0", "0.9"]):
-        temp = cli(*cli_args(tmp_path / "t", 1), "--latent-temp", *bad)
+        temp = run_cli(*cli_args(tmp_path / "t", 1), "--latent-temp", *bad)
         assert temp.returncode == 2 and "--latent-temp" in temp.stderr and not (tmp_path / "t").exists()
         assert len(temp.stderr.strip().splitlines()) == 1
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import speechlike
 from typer.testing import CliRunner
 
-from conftest import speechlike
 from w2v2cli import Vocabulary, build_model, preset, save_model
 from w2v2cli.cli import app
 from w2v2cli.decode import BeamDecoder, GreedyDecoder, Word
@@ -273,7 +273,8 @@ def test_output_name_clash_fails_that_input_only(model_file, audio_dir, tmp_path
     sf.write(other / "a.wav", speechlike(16000, seed=9), 16000)
     out = tmp_path / "out"
     # Absolute paths land under their bare names, so the two a.wav files would share one output file.
-    result = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", other / "a.wav", audio_dir / "c.wav", "-o", out)
+    inputs = [audio_dir / "a.wav", other / "a.wav", audio_dir / "c.wav"]
+    result = invoke("transcribe", "-m", model_file, *inputs, "-o", out)
     assert result.exit_code == 1 and "would overwrite" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", "c.txt"]
 

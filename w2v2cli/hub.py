@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,7 +233,7 @@ def download_file(repo_id: str, filename: str, revision: str | None = None, *, p
         _fail_fast_if_unreachable(hub, repo_id, revision, filename)
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub.cache_dir,
                                     endpoint=hub.endpoint, local_files_only=hub.offline,
-                                    tqdm_class=None if progress else _silent_tqdm()))
+                                    tqdm_class=_tqdm_class(progress)))
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,7 @@ def _snapshot(hub: _Hub, repo_id: str, revision: str | None, patterns: Iterable[
 
     return snapshot_download(repo_id, revision=revision, cache_dir=hub.cache_dir, endpoint=hub.endpoint,
                              local_files_only=hub.offline, allow_patterns=list(patterns),
-                             tqdm_class=None if progress else _silent_tqdm())
+                             tqdm_class=_tqdm_class(progress))
 
 
 def _fail_fast_if_unreachable(hub: _Hub, repo_id: str, revision: str | None, filename: str) -> None:
@@ -299,15 +300,19 @@ def _usable_weights(files: set[str]) -> bool:
     return _has_safetensors(files) or PICKLE_WEIGHTS in files
 
 
-def _silent_tqdm():
-    from huggingface_hub.utils import tqdm
+def _tqdm_class(progress: bool):
+    """Bars on stderr, or none. A plain tqdm, not huggingface_hub's: its bars also obey a process-wide switch
+    (`disable_progress_bars`) that another library in the same process may have turned off."""
+    from tqdm.auto import tqdm
 
-    class SilentTqdm(tqdm):
+    class Bars(tqdm):
         def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
+            kwargs.pop("name", None)  # huggingface_hub's own keyword
+            kwargs["disable"] = not progress
+            kwargs["file"] = sys.stderr
             super().__init__(*args, **kwargs)
 
-    return SilentTqdm
+    return Bars
 
 
 @contextmanager

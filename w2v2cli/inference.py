@@ -134,7 +134,7 @@ class EmissionRunner:
     @classmethod
     def for_model(cls, model: Wav2Vec2, precision: str = "auto", batch_seconds: float | None = None,
                   batch_size: int | None = None, chunk_seconds: float = 30.0,
-                  context_seconds: float = 2.0) -> "EmissionRunner":
+                  context_seconds: float = 2.0) -> EmissionRunner:
         """A runner on the model's device with the toolkit's defaults: 300 s batches on CUDA, 30 s on CPU
         (where larger batches only cost memory), bf16 on CUDA and fp32 on CPU."""
         device = next(model.parameters()).device
@@ -203,7 +203,7 @@ class EmissionRunner:
             given = [stats[w.item] for w in batch]
             batch_stats = None if given[0] is None else UtteranceStats.stack(given).to(self.device)
             with autocast(self.device, self.precision):
-                logits, frame_lengths = self.model(x.to(self.device, non_blocking=True), lengths.to(self.device),
+                logits, _frame_lengths = self.model(x.to(self.device, non_blocking=True), lengths.to(self.device),
                                                    batch_stats)
             log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, w in enumerate(batch):

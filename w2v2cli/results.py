@@ -12,7 +12,7 @@ class Word:
     start: float  # seconds
     end: float  # seconds
     score: float  # mean posterior probability of the word's frames, 0..1
-    chars: tuple["Word", ...] = ()  # per-character spans, where the producer has them (alignment)
+    chars: tuple[Word, ...] = ()  # per-character spans, where the producer has them (alignment)
 
     def to_dict(self) -> dict:
         out = {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),

@@ -49,7 +49,7 @@ class Vocabulary:
         return self.tokens[self.blank]
 
     @classmethod
-    def from_characters(cls, characters) -> "Vocabulary":
+    def from_characters(cls, characters) -> Vocabulary:
         """Blank, delimiter and unknown first, then the given characters (space is the delimiter)."""
         chars = [c for c in dict.fromkeys(characters) if c not in (" ", WORD_DELIMITER)]
         return cls((BLANK, WORD_DELIMITER, UNK, *chars), blank=0)
@@ -70,13 +70,14 @@ class Vocabulary:
         return " ".join("".join(pieces).split())
 
     def to_dict(self) -> dict:
-        return {"tokens": list(self.tokens), "blank": self.blank, "word_delimiter": self.word_delimiter, "unk": self.unk}
+        return {"tokens": list(self.tokens), "blank": self.blank, "word_delimiter": self.word_delimiter,
+                "unk": self.unk}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Vocabulary":
+    def from_dict(cls, data: dict) -> Vocabulary:
         try:
             return cls(tuple(data["tokens"]), int(data.get("blank", 0)), data.get("word_delimiter"), data.get("unk"))
         except (KeyError, TypeError, ValueError) as exc:

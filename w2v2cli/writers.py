@@ -14,7 +14,7 @@ TSV_HEADER = "start\tend\tword\tscore"
 
 
 def _timestamp(seconds: float, sep: str) -> str:
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)

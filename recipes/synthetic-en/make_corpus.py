@@ -35,6 +35,7 @@ import argparse
 import collections
 import concurrent.futures as cf
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -62,41 +63,16 @@ EVAL_FRACTION, EVAL_MIN_UTTERANCES = 0.05, 200  # dev and test size, relative to
 # ---------------------------------------------------------------------------------------------------------------
 # The grammar: varied, grammatical sentences over about 700 common words.
 
-NAMES = ("anna ben clara david emma frank grace henry iris jack kate leo maria nora oscar paul rosa sam tina "
-         "victor walter alice brian carol diana ethan fiona george hannah ivan julia kevin laura martin nina").split()
-NOUNS = ("man woman child teacher doctor farmer driver student friend neighbor mother father sister brother "
-         "king queen soldier artist writer singer baker captain pilot nurse lawyer worker stranger family "
-         "house garden river mountain forest city village road bridge window door table chair book letter "
-         "paper picture song story voice music market school office station train plane ship boat car horse "
-         "dog cat bird fish tree flower stone field island ocean lake sky sun moon star cloud rain snow wind "
-         "morning evening night day week year summer winter spring autumn hour minute moment water bread "
-         "coffee tea milk apple orange sugar salt money ticket key box bag coat hat shoe glass cup plate "
-         "bottle kitchen room floor wall corner street park church hospital library museum theater factory "
-         "farm shop bank hotel restaurant beach hill valley desert field problem question answer idea plan "
-         "reason result answer game team match price truth secret language word name number color light fire "
-         "machine computer phone camera radio engine wheel clock map lamp candle blanket pillow basket bucket "
-         "ladder hammer needle thread rope knife fork spoon oven mirror").split()
-VERBS = ("saw found took gave made wanted needed liked opened closed carried brought bought sold painted "
-         "cleaned watched helped called visited followed remembered forgot answered asked explained described "
-         "moved pushed pulled lifted dropped washed fixed built broke lost kept held showed told wrote read "
-         "heard noticed counted checked changed chose borrowed ordered packed filled emptied covered "
-         "collected measured studied reached left").split()
-INTRANSITIVE = ("smiled laughed waited walked slept arrived returned worked listened stopped started danced "
-                "shouted whispered sang cried jumped rested stayed travelled disappeared agreed hurried "
-                "continued paused wondered").split()
-ADJECTIVES = ("old young small large tall short long quiet loud bright dark warm cold heavy light empty full "
-              "clean dirty busy lazy happy sad kind angry brave calm careful clever famous strange simple "
-              "beautiful ugly rich poor fresh green red blue yellow white black brown golden silver wooden "
-              "narrow wide deep sharp soft hard sweet bitter early late ancient modern gentle wild").split()
-ADVERBS = ("slowly quickly quietly carefully suddenly happily sadly gently loudly finally often never always "
-           "again together alone early late soon today yesterday tomorrow").split()
-PLACES = ("in the garden|at the station|near the river|on the bridge|behind the house|under the tree|across "
-          "the street|inside the museum|by the window|at the market|in the kitchen|on the hill|through the "
-          "forest|along the beach|outside the school|in the village|at the hospital|on the island").split("|")
-TIMES = ("in the morning|at night|after dinner|before noon|every day|last week|next summer|on monday|on "
-         "friday|at midnight|during the storm|after the game|before the rain|in the spring").split("|")
+NAMES = ["anna", "ben", "clara", "david", "emma", "frank", "grace", "henry", "iris", "jack", "kate", "leo", "maria", "nora", "oscar", "paul", "rosa", "sam", "tina", "victor", "walter", "alice", "brian", "carol", "diana", "ethan", "fiona", "george", "hannah", "ivan", "julia", "kevin", "laura", "martin", "nina"]
+NOUNS = ["man", "woman", "child", "teacher", "doctor", "farmer", "driver", "student", "friend", "neighbor", "mother", "father", "sister", "brother", "king", "queen", "soldier", "artist", "writer", "singer", "baker", "captain", "pilot", "nurse", "lawyer", "worker", "stranger", "family", "house", "garden", "river", "mountain", "forest", "city", "village", "road", "bridge", "window", "door", "table", "chair", "book", "letter", "paper", "picture", "song", "story", "voice", "music", "market", "school", "office", "station", "train", "plane", "ship", "boat", "car", "horse", "dog", "cat", "bird", "fish", "tree", "flower", "stone", "field", "island", "ocean", "lake", "sky", "sun", "moon", "star", "cloud", "rain", "snow", "wind", "morning", "evening", "night", "day", "week", "year", "summer", "winter", "spring", "autumn", "hour", "minute", "moment", "water", "bread", "coffee", "tea", "milk", "apple", "orange", "sugar", "salt", "money", "ticket", "key", "box", "bag", "coat", "hat", "shoe", "glass", "cup", "plate", "bottle", "kitchen", "room", "floor", "wall", "corner", "street", "park", "church", "hospital", "library", "museum", "theater", "factory", "farm", "shop", "bank", "hotel", "restaurant", "beach", "hill", "valley", "desert", "field", "problem", "question", "answer", "idea", "plan", "reason", "result", "answer", "game", "team", "match", "price", "truth", "secret", "language", "word", "name", "number", "color", "light", "fire", "machine", "computer", "phone", "camera", "radio", "engine", "wheel", "clock", "map", "lamp", "candle", "blanket", "pillow", "basket", "bucket", "ladder", "hammer", "needle", "thread", "rope", "knife", "fork", "spoon", "oven", "mirror"]
+VERBS = ["saw", "found", "took", "gave", "made", "wanted", "needed", "liked", "opened", "closed", "carried", "brought", "bought", "sold", "painted", "cleaned", "watched", "helped", "called", "visited", "followed", "remembered", "forgot", "answered", "asked", "explained", "described", "moved", "pushed", "pulled", "lifted", "dropped", "washed", "fixed", "built", "broke", "lost", "kept", "held", "showed", "told", "wrote", "read", "heard", "noticed", "counted", "checked", "changed", "chose", "borrowed", "ordered", "packed", "filled", "emptied", "covered", "collected", "measured", "studied", "reached", "left"]
+INTRANSITIVE = ["smiled", "laughed", "waited", "walked", "slept", "arrived", "returned", "worked", "listened", "stopped", "started", "danced", "shouted", "whispered", "sang", "cried", "jumped", "rested", "stayed", "travelled", "disappeared", "agreed", "hurried", "continued", "paused", "wondered"]
+ADJECTIVES = ["old", "young", "small", "large", "tall", "short", "long", "quiet", "loud", "bright", "dark", "warm", "cold", "heavy", "light", "empty", "full", "clean", "dirty", "busy", "lazy", "happy", "sad", "kind", "angry", "brave", "calm", "careful", "clever", "famous", "strange", "simple", "beautiful", "ugly", "rich", "poor", "fresh", "green", "red", "blue", "yellow", "white", "black", "brown", "golden", "silver", "wooden", "narrow", "wide", "deep", "sharp", "soft", "hard", "sweet", "bitter", "early", "late", "ancient", "modern", "gentle", "wild"]
+ADVERBS = ["slowly", "quickly", "quietly", "carefully", "suddenly", "happily", "sadly", "gently", "loudly", "finally", "often", "never", "always", "again", "together", "alone", "early", "late", "soon", "today", "yesterday", "tomorrow"]
+PLACES = ["in the garden", "at the station", "near the river", "on the bridge", "behind the house", "under the tree", "across the street", "inside the museum", "by the window", "at the market", "in the kitchen", "on the hill", "through the forest", "along the beach", "outside the school", "in the village", "at the hospital", "on the island"]
+TIMES = ["in the morning", "at night", "after dinner", "before noon", "every day", "last week", "next summer", "on monday", "on friday", "at midnight", "during the storm", "after the game", "before the rain", "in the spring"]
 DETERMINERS = ("the", "a", "this", "that", "every", "her", "his", "our", "their", "my", "your", "one")
-NUMBERS = "two three four five six seven eight nine ten twenty".split()
+NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twenty"]
 PROPER = set(NAMES) | {"monday", "friday"}
 
 
@@ -144,9 +120,8 @@ def grammar_sentences(seed: int, count: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Text normalization: raw sentence -> (mixed-case text for the engines, upper-case transcript), the same words.
 
-ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-        "seventeen eighteen nineteen").split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 ORDINALS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
             "nine": "ninth", "twelve": "twelfth"}
@@ -399,7 +374,7 @@ def kjv_text(root: Path, text_dir: Path) -> str:
     if header[:2] != b"\x1f\x9d":
         raise SystemExit(f"make_corpus: {root}/usr/lib/bible.data: unknown format")
     blocks = [subprocess.run(["gzip", "-dc"], input=header + data[start:end], check=True,
-                             capture_output=True).stdout for start, end in zip(offsets, offsets[1:])]
+                             capture_output=True).stdout for start, end in itertools.pairwise(offsets)]
     text = b"".join(blocks).decode("ascii")
     _write_atomic(cached, text)
     return text

@@ -67,8 +67,8 @@ want corpus && { [ -f "$C/test.jsonl" ] && [ -f "$C/test_espeak.jsonl" ] && [ -f
 [ -f "$C/test.jsonl" ] || { echo "run.sh: no corpus in $C (run the corpus stage)" >&2; exit 2; }
 
 # 4. Self-supervised pretraining on all training audio (transcripts unused). Two changes from the paper's settings
-#    take a small model off the contrastive chance plateau on this corpus (README, "Pretraining on the synthetic
-#    corpus"): the conv stack starts as a rough spectrogram (--conv-init envelope), and the masks are short
+#    take a small model off the contrastive chance plateau on this corpus (RESULTS.md, "2026-12-02: off the
+#    plateau"): the conv stack starts as a rough spectrogram (--conv-init envelope), and the masks are short
 #    (2-frame spans, about 26% of frames) so that most targets have an unmasked neighbour 20-40 ms away. The
 #    pre-LN config (LR 1e-3) hands fine-tuning a model that leaves CTC's blank-only start as soon as scratch does.
 want pretrain && { [ -f "$WORK/pretrain/model.safetensors" ] && [ -f "$WORK/pretrain/.done" ] || {
@@ -83,7 +83,7 @@ want pretrain && { [ -f "$WORK/pretrain/model.safetensors" ] && [ -f "$WORK/pret
 # 5. CTC fine-tuning on a seeded 1-hour subset, from the pretrained model (its conv stack trained too: frozen, it
 #    fell behind; the head alone for the first 100 updates) and from scratch (SCRATCH_CONFIG: the embedded
 #    model's config and settings, which leave CTC's blank-only start soonest). 20 s batches, no masking: 2-frame masks cost
-#    scratch 2.1 points and gained the pretrained model about 1 (README, Fine-tuning results).
+#    scratch 2.1 points and gained the pretrained model about 1 (RESULTS.md, 2026-12-03: fine-tuning from the end of a four-pass pretraining).
 FT=(--train "$C/train.jsonl" --valid "$C/dev.jsonl" --valid "$C/test.jsonl" --hours 1 --max-updates "$FINETUNE_UPDATES"
     --max-tokens 320000 --update-freq 1 --log-every 25 --valid-every 400 --save-every 100 --threads "$THREADS"
     --mask-prob 0 --mask-channel-prob 0 --layerdrop 0)
@@ -144,7 +144,7 @@ want ship && {
 
 # A word n-gram model for beam search (`--beam --lm`): the transcripts of the corpus' whole training split (text
 # only: 82,629 sentences, most of them never rendered), never a dev or test sentence. LM_ALPHA and LM_BETA were
-# picked on 150 dev utterances with the embedded model (README, "Beam search with a word language model").
+# picked on 150 dev utterances with the embedded model (RESULTS.md, "2026-12-02: beam search with a word language model").
 want lm && { [ -f "$WORK/lm.arpa" ] || { stamp lm
   "$PYTHON" -c 'import json, sys
 for line in open(sys.argv[1]):

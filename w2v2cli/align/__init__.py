@@ -16,7 +16,8 @@ from .spans import extend_word_bounds, frame_levels_db, spans_from_states, spans
 from .viterbi import ENGINES, align_batch, align_states, viterbi_batch, viterbi_states
 
 __all__ = [
-    "BOUNDS", "ENGINES", "UNKNOWN_POLICIES", "AlignRequest", "AlignmentError", "AlignmentProblem", "PlannedWord", "align", "align_batch", "align_emissions", "align_iter", "align_states",
+    "BOUNDS", "ENGINES", "UNKNOWN_POLICIES", "AlignRequest", "AlignmentError", "AlignmentProblem", "PlannedWord",
+    "align", "align_batch", "align_emissions", "align_iter", "align_states",
     "build_targets", "extend_word_bounds", "frame_levels_db", "plan_alignment", "plan_transcript",
     "spans_from_states", "spans_of", "viterbi_batch", "viterbi_states",
 ]

@@ -278,8 +278,9 @@ def align_states(log_probs: torch.Tensor, targets: np.ndarray, blank: int) -> np
 
 # Which search aligns a batch of utterances, by device type. "single": `align_states` one utterance at a time,
 # torchaudio's kernel (or the checkpointed NumPy search for long ones) on the CPU; "batch": `viterbi_batch` over
-# the batch on that device. CPU: "single", measured faster (README). CUDA: "single" too, until the batched search
-# has been measured on a GPU (`benchmarks/align.py` times both); "batch" stays selectable (`engine=`).
+# the batch on that device. CPU: "single", measured faster (docs/benchmarks.md, Forced alignment). CUDA: "single"
+# too, until the batched search has been measured on a GPU (`benchmarks/align.py` times both); "batch" stays
+# selectable (`engine=`).
 ENGINES = {"cpu": "single", "cuda": "single"}
 # A batched search holds at most this many states (utterances x widest transcript) per frame.
 BATCH_MAX_STATES = 1 << 20

@@ -21,7 +21,6 @@ from typer.core import TyperGroup
 from .. import __version__
 from ..errors import W2V2Error
 
-
 DEBUG = {"on": False}
 
 
@@ -85,7 +84,6 @@ def _root(
 
 # Importing the command modules registers the commands.
 from . import align, evaluate, export, finetune, info, lm, pretrain, transcribe  # noqa: E402,F401
-
 
 # glibc mallopt settings per W2V2_ALLOCATOR mode: M_MMAP_THRESHOLD (-3), M_TRIM_THRESHOLD (-1), M_TOP_PAD (-2).
 MALLOPT = {

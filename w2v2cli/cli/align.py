@@ -16,8 +16,20 @@ from ..manifest import read_pairs
 from ..writers import ALIGNMENT, WRITERS, formats
 from . import app
 from .common import (
-    BATCH_SECONDS, CHUNK_SECONDS, DEVICE, MODEL, PRECISION, QUIET, THREADS, Tally, choices, make_output_dir, mirror,
-    resolve_model, run_results, set_threads,
+    BATCH_SECONDS,
+    CHUNK_SECONDS,
+    DEVICE,
+    MODEL,
+    PRECISION,
+    QUIET,
+    THREADS,
+    Tally,
+    choices,
+    make_output_dir,
+    mirror,
+    resolve_model,
+    run_results,
+    set_threads,
 )
 
 Format = choices("Format", formats(ALIGNMENT))
@@ -78,7 +90,7 @@ def _read_manifest(manifest: str):
         return read_pairs(sys.stdin, "stdin")
     path = Path(manifest)
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 -- read lazily by the generator, closed when it ends
     except OSError as exc:
         raise ConfigError(f"--manifest {path}: {exc.strerror or exc}") from None
     return read_pairs(handle, str(path), path.parent)

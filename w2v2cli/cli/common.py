@@ -24,7 +24,7 @@ MODEL = typer.Option(None, "--model", "-m", help="A w2v2 model file or Hugging F
                                                  "model).")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
-THREADS = typer.Option(None, "--threads", help="CPU threads for the model.")
+THREADS = typer.Option(None, "--threads", help="CPU threads for the model (per process under torchrun).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still are).")
 BATCH_SECONDS = typer.Option(None, "--batch-seconds", help="Audio per batch, padding included (default 30 on CPU, "
                                                            "300 on CUDA).")

@@ -14,7 +14,18 @@ from ..inference import resolve_device
 from ..io.checkpoint import load_model
 from . import app
 from .common import (
-    ALPHA, BEAM, BEAM_WIDTH, BETA, DEVICE, LM, MODEL, PRECISION, THREADS, resolve_lm, resolve_model, set_threads,
+    ALPHA,
+    BEAM,
+    BEAM_WIDTH,
+    BETA,
+    DEVICE,
+    LM,
+    MODEL,
+    PRECISION,
+    THREADS,
+    resolve_lm,
+    resolve_model,
+    set_threads,
 )
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ..io.checkpoint import load_model
 from . import app
-from .common import set_threads
+from .common import THREADS, set_threads
 
 
 class Format(str, Enum):
@@ -33,7 +33,7 @@ def export(
     precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 storage (safetensors, hf)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip running the export against the model."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads."),
+    threads: int = THREADS,
 ):
     """Export a model and check it: the written file is run on a padded batch and single utterances and must
     match the PyTorch model (every logit within 1e-3 for ONNX/pt2/TorchScript, 1e-4 for transformers and

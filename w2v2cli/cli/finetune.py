@@ -10,7 +10,7 @@ import typer
 from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from . import app
-from .common import set_threads, subset_hours
+from .common import DEVICE, PRECISION, QUIET, THREADS, set_threads, subset_hours
 from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 RECIPE = "default: the recipe for the data size"
@@ -29,7 +29,8 @@ def finetune(
                                                         "the best model."),
     config: str = typer.Option(None, "--config", help=f"With --init scratch: {', '.join(PRESETS)}."),
     conv_init: str = typer.Option(None, "--conv-init", help="With a new model: how the conv stack starts, "
-                                  "kaiming (default) or envelope (a rough spectrogram, see README)."),
+                                  "kaiming (default) or envelope (a rough spectrogram; docs/training.md, "
+                                  "Pretraining)."),
     hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
     minutes: float = typer.Option(None, "--minutes", help="Same, in minutes."),
     max_updates: int = typer.Option(None, "--max-updates", help=f"Updates ({RECIPE})."),
@@ -73,17 +74,16 @@ def finetune(
     log_every: int = typer.Option(None, "--log-every", help="Metrics every N updates (default 200)."),
     max_bad_updates: int = typer.Option(None, "--max-bad-updates",
                                         help="Stop after this many non-finite updates in a row (default 10)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, "
-                                                              "bf16 or fp16."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
     num_workers: int = typer.Option(2, "--num-workers", help="Data loading processes per device."),
     seed: int = typer.Option(1, "--seed",
                              help="Seed of the subset, initial weights (scratch) and head, data order and masks."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing",
                                                   help="Recompute Transformer activations in backward."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads per process."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    threads: int = THREADS,
+    quiet: bool = QUIET,
 ):
     """Fine-tune a model with CTC on transcribed speech (w2v2 finetune --init pretrained.safetensors --hours 1).
 

@@ -11,8 +11,7 @@ from rich.table import Table
 
 from ..io.checkpoint import load_model
 from ..summary import describe_model
-from . import app
-from . import common
+from . import app, common
 from .common import resolve_model
 
 

@@ -11,7 +11,7 @@ from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from ..train.config import PretrainConfig, TrainConfig
 from . import app
-from .common import set_threads, subset_hours
+from .common import DEVICE, PRECISION, QUIET, THREADS, set_threads, subset_hours
 from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 _T = TrainConfig()
@@ -29,10 +29,11 @@ def pretrain(
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
     init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
     conv_init: str = typer.Option(None, "--conv-init", help="With a new model: how the conv stack starts, "
-                                  "kaiming (default) or envelope (a rough spectrogram, see README)."),
+                                  "kaiming (default) or envelope (a rough spectrogram; docs/training.md, "
+                                  "Pretraining)."),
     hours: float = typer.Option(None, "--hours", help="Train on a seeded subset of this many hours."),
     minutes: float = typer.Option(None, "--minutes", help="The same in minutes (a short bootstrap run on a "
-                                                          "few utterances, see README)."),
+                                                          "few utterances; docs/training.md, Subsets)."),
     max_updates: int = typer.Option(_T.max_updates, "--max-updates", help="Updates to train for."),
     schedule_updates: int = typer.Option(None, "--schedule-updates",
                                          help="Lay the LR schedule out over this many updates (default: "
@@ -63,17 +64,16 @@ def pretrain(
     valid_every: int = typer.Option(_T.valid_every, "--valid-every", help="Validate every N updates."),
     max_bad_updates: int = typer.Option(_T.max_bad_updates, "--max-bad-updates",
                                         help="Stop after this many non-finite updates in a row."),
-    device: str = typer.Option(_T.device, "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option(_T.precision, "--precision",
-                                  help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
     num_workers: int = typer.Option(_T.num_workers, "--num-workers", help="Data loading processes per device."),
     seed: int = typer.Option(_T.seed, "--seed", help="Seed of weights, data order, crops and masks."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing",
                                                   help="Recompute Transformer activations in backward (less "
                                                        "memory, ~30% more compute)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads per process."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    threads: int = THREADS,
+    quiet: bool = QUIET,
 ):
     """Pretrain wav2vec 2.0 on unlabeled audio (contrastive + diversity loss, Gumbel quantizer).
 

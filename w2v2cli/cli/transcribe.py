@@ -17,8 +17,27 @@ from ..transcribe import transcribe_iter
 from ..writers import TRANSCRIPT, WRITERS, formats
 from . import app
 from .common import (
-    ALPHA, BATCH_SECONDS, BEAM, BEAM_WIDTH, BETA, CHUNK_SECONDS, DEVICE, LM, MODEL, PRECISION, QUIET, THREADS, Tally,
-    choices, expand_inputs, make_output_dir, report, resolve_lm, resolve_model, run_results, set_threads,
+    ALPHA,
+    BATCH_SECONDS,
+    BEAM,
+    BEAM_WIDTH,
+    BETA,
+    CHUNK_SECONDS,
+    DEVICE,
+    LM,
+    MODEL,
+    PRECISION,
+    QUIET,
+    THREADS,
+    Tally,
+    choices,
+    expand_inputs,
+    make_output_dir,
+    report,
+    resolve_lm,
+    resolve_model,
+    run_results,
+    set_threads,
 )
 
 Format = choices("Format", formats(TRANSCRIPT))

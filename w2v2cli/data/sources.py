@@ -54,9 +54,9 @@ def read_source(spec, sample_rate: int = ModelConfig.sample_rate, need_text: boo
 
     `spec` is a folder (a LibriSpeech-style tree when it holds any `*.trans.txt`, otherwise every audio file under it,
     with the text of a same-named `.txt` file beside it when there is one), a fairseq `.tsv` manifest (text from a
-    sibling `.wrd` or `.ltr` file), a `.jsonl` or a `.csv` manifest. With `need_text` (finetuning) utterances without a transcript are skipped, and a source with none at
-    all is an error. Raises PathError for a missing path, ConfigError for anything else that makes the whole source
-    unusable.
+    sibling `.wrd` or `.ltr` file), a `.jsonl` or a `.csv` manifest. With `need_text` (finetuning) utterances
+    without a transcript are skipped, and a source with none at all is an error. Raises PathError for a missing
+    path, ConfigError for anything else that makes the whole source unusable.
     """
     if sample_rate <= 0:
         raise ConfigError(f"sample rate must be positive, got {sample_rate}")

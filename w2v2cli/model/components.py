@@ -112,7 +112,8 @@ class ConvLayer(nn.Module):
         but oneDNN runs this layer (1 input channel, kernel 10) on the CPU about 10x slower than the product for
         most input lengths: 9-11 ms against about 1 ms for 8 rows of 1 s on a 2-core EPYC, torch 2.11. Inside
         the model the layer's output is bound by memory either way, so inference gains a few percent; a
-        training step, whose backward is slow as a conv too, about 1.1x (README: The embedded model)."""
+        training step, whose backward is slow as a conv too, about 1.1x (docs/benchmarks.md, The waveform layer
+        as a matrix product)."""
         conv = self.conv
         windows = x[:, 0].unfold(1, self.kernel, self.stride).transpose(1, 2)  # (B, kernel, T), a view
         weight = conv.weight.view(1, conv.out_channels, self.kernel).expand(x.shape[0], -1, -1)
@@ -273,7 +274,8 @@ class SelfAttention(nn.Module):
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads)  # (B, T, 3, H, hd)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        dropout_p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
 
 

@@ -136,7 +136,7 @@ class Wav2Vec2ForPretraining(nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> PretrainTerms:
         cfg, model = self.cfg, self.model
         features, frame_lengths = model.extract_features(waveforms, lengths)  # (B, T, C)
-        B, T, _ = features.shape
+        _B, T, _ = features.shape
         valid = ~padding_mask(frame_lengths, T)  # (B, T)
         num_valid = valid.sum().clamp(min=1)
         if cfg.feature_grad_mult != 1.0:

@@ -32,7 +32,7 @@ class UtteranceStats:
         return None if self.group_mean is None else (self.group_mean, self.group_var)
 
     @staticmethod
-    def stack(items: list["UtteranceStats"]) -> "UtteranceStats":
+    def stack(items: list[UtteranceStats]) -> UtteranceStats:
         """Concatenate batch-of-one statistics along the batch axis."""
         def cat(name):
             parts = [getattr(s, name) for s in items]
@@ -40,7 +40,7 @@ class UtteranceStats:
 
         return UtteranceStats(cat("wave_mean"), cat("wave_var"), cat("group_mean"), cat("group_var"))
 
-    def to(self, device) -> "UtteranceStats":
+    def to(self, device) -> UtteranceStats:
         def move(t):
             return None if t is None else t.to(device)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import math
 import random
@@ -182,6 +183,11 @@ class Trainer:
             barrier(self.dist)
             return summary
         finally:
+            # The DDP wrapper's reducer holds work handles of the process group: drop it before the group goes,
+            # so nothing of the group is left for the interpreter's exit to tear down.
+            if hasattr(self, "inner"):
+                self.module = self.inner
+                gc.collect()
             if hasattr(self, "dist"):
                 shutdown(self.dist)
 

@@ -1,16 +1,30 @@
-"""Randomly initialized transformers wav2vec 2.0 models saved as Hugging Face folders: the parity reference."""
+"""What tests (and benchmarks) share: deterministic test audio, and randomly initialized transformers models saved
+as Hugging Face folders, the parity reference. Fixtures live in conftest.py; everything else shared is here."""
 
 import json
+import subprocess
 
+import numpy as np
+import pytest
 import torch
 
 from w2v2cli import ModelConfig
 
-transformers = __import__("pytest").importorskip("transformers")
+SAMPLE_RATE = ModelConfig.sample_rate  # the rate of the test audio and of the reference models' feature extractors
+
+
+def speechlike(num_samples: int, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Deterministic, non-stationary test audio: chirps with an amplitude envelope and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / sample_rate
+    f0 = 120 + 80 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6))
+    return (0.3 * voiced * envelope + 0.01 * rng.standard_normal(num_samples)).astype(np.float32)
+
 
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
-
-SAMPLE_RATE = ModelConfig.sample_rate  # the rate the reference models' feature extractors are saved with
 
 SMALL = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
@@ -25,6 +39,7 @@ FORMS = {
 
 def make_hf_folder(path, form="group", arch="Wav2Vec2ForCTC", size=SMALL, seed=0, safe=True, **overrides):
     """Save a random `arch` model of the given form with tokenizer and feature extractor; return the HF model."""
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
     config = transformers.Wav2Vec2Config(
         **size, **FORMS[form], vocab_size=len(VOCAB), pad_token_id=0, hidden_dropout=0.0, attention_dropout=0.0,
@@ -52,3 +67,13 @@ def hf_logits(model, extractor, waveforms):
     with torch.no_grad():
         out = model(inputs.input_values, attention_mask=inputs.get("attention_mask"))
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """`w2v2 ARGS` in this process (no interpreter start-up), as a CompletedProcess like subprocess.run gives."""
+    from typer.testing import CliRunner
+
+    from w2v2cli.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)

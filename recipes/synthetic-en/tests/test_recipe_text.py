@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "synthetic-en" / "make_corpus.py"
+RECIPE = Path(__file__).resolve().parents[1] / "make_corpus.py"
 
 
 def _load_recipe():
