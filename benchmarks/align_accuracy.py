@@ -250,7 +250,7 @@ def render(summary: dict):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=None,
+    parser.add_argument("--model", default=None,
                         help="model file (default: the embedded model, w2v2cli/models/default.safetensors)")
     parser.add_argument("--sentences", type=int, default=None, help="how many sentences (default: all)")
     parser.add_argument("--sentence-file", type=Path, default=None,
@@ -270,11 +270,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     from w2v2cli.cli.common import resolve_model
-    from w2v2cli.errors import ConfigError
+    from w2v2cli.errors import W2V2Error
 
     try:
         model_path = resolve_model(args.model)
-    except ConfigError as exc:
+    except W2V2Error as exc:
         raise SystemExit(f"error: {exc}") from None
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     sentences = read_sentences(args.sentence_file)[:args.sentences]

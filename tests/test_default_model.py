@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import w2v2cli.cli.common as common
 import w2v2cli.demo as demo
-from w2v2cli import build_model, load_model, preset, save_model
+from w2v2cli import build_model, hub, load_model, preset, save_model
 from w2v2cli.cli import app
 from w2v2cli.summary import read_provenance
 
@@ -71,8 +71,7 @@ def test_packaged_model_is_fp16_with_provenance(tmp_path, fp32_model, labeled_fo
 
 
 def test_info_and_demo_use_the_embedded_model(fp32_model, labeled_folder, monkeypatch, capsys):
-    monkeypatch.setattr(common, "DEFAULT_MODEL", fp32_model)
-    monkeypatch.setattr(demo, "DEFAULT_MODEL", fp32_model)
+    monkeypatch.setattr(hub, "EMBEDDED_MODEL", fp32_model)
     result = runner.invoke(app, ["info", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["source"] == str(fp32_model)
     assert demo.main(str(labeled_folder)) == 0
@@ -91,8 +90,7 @@ def test_the_demo_and_lm_default_use_the_embedded_language_model(tmp_path, fp32_
     lm = tmp_path / "default-lm.arpa.gz"
     with gzip.open(lm, "wt") as f:
         f.write(arpa_text(estimate(["HELLO WORLD", "HELLO THERE"])))
-    monkeypatch.setattr(common, "DEFAULT_MODEL", fp32_model)
-    monkeypatch.setattr(demo, "DEFAULT_MODEL", fp32_model)
+    monkeypatch.setattr(hub, "EMBEDDED_MODEL", fp32_model)
     monkeypatch.setattr(demo, "DEFAULT_LM", lm)
     monkeypatch.setattr(common, "DEFAULT_LM", lm)
     assert demo.main(str(labeled_folder)) == 0
@@ -109,7 +107,7 @@ def test_the_demo_and_lm_default_use_the_embedded_language_model(tmp_path, fp32_
 
 
 def test_demo_without_a_model_explains_what_to_do(tmp_path, labeled_folder, monkeypatch, capsys):
-    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "none.safetensors")
+    monkeypatch.setattr(hub, "EMBEDDED_MODEL", tmp_path / "none.safetensors")
     assert demo.main(str(labeled_folder)) == 0
     captured = capsys.readouterr()
     assert "u0.wav" in captured.out and "--model" in captured.err

@@ -196,9 +196,9 @@ def test_output_dir_atomic_and_skip_existing(model_file, audio_dir, tmp_path, mo
 
 
 def test_no_model_and_bad_options_are_one_line_errors(audio_dir, model_file, tmp_path, monkeypatch):
-    import w2v2cli.cli.common as common
+    from w2v2cli import hub
 
-    monkeypatch.setattr(common, "DEFAULT_MODEL", tmp_path / "not-installed.safetensors")
+    monkeypatch.setattr(hub, "EMBEDDED_MODEL", tmp_path / "not-installed.safetensors")
     for args, needle in [
         (["transcribe", audio_dir], "--model"),
         (["transcribe", "-m", model_file, audio_dir, "--device", "cuda"] if not torch.cuda.is_available()
@@ -280,9 +280,9 @@ def test_output_name_clash_fails_that_input_only(model_file, audio_dir, tmp_path
 
 
 def test_without_model_the_embedded_one_is_used(audio_dir, model_file, monkeypatch):
-    import w2v2cli.cli.common as common
+    from w2v2cli import hub
 
-    monkeypatch.setattr(common, "DEFAULT_MODEL", model_file)
+    monkeypatch.setattr(hub, "EMBEDDED_MODEL", model_file)
     with_default = invoke("transcribe", audio_dir / "a.wav", "-q")
     named = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "-q")
     assert with_default.exit_code == 0 and with_default.stdout == named.stdout

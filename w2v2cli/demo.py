@@ -10,7 +10,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .cli.common import DEFAULT_LM, DEFAULT_MODEL
+from . import hub
+from .cli.common import DEFAULT_LM
 from .config import preset
 from .errors import W2V2Error
 from .io.audio import find_audio_files, load_audio
@@ -21,7 +22,7 @@ LM_ALPHA, LM_BETA = 0.5, 1.0
 
 
 def main(folder: str = "sample_audio") -> int:
-    if DEFAULT_MODEL.exists():
+    if hub.EMBEDDED_MODEL.exists():
         return scored(folder)
     cfg = preset("base")
     table = Table(title=f"audio in {folder}/ as the model sees it", title_justify="left")
@@ -53,7 +54,7 @@ def scored(folder: str) -> int:
     from .io.checkpoint import load_model
 
     console, err = Console(highlight=False), Console(stderr=True, highlight=False)
-    model = load_model(DEFAULT_MODEL)
+    model = load_model(hub.EMBEDDED_MODEL)
     started = time.perf_counter()
     try:
         (result,) = evaluate(model, folder)

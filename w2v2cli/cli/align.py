@@ -43,7 +43,7 @@ def align(
     transcript: str = typer.Argument(None, help="Its transcript, or @file.txt to read it from a file."),
     manifest: str = typer.Option(None, "--manifest", help="JSONL ({\"audio\", \"text\"}) or TSV (audio<TAB>text) "
                                                          "file of items, or - for stdin."),
-    model: Path = MODEL,
+    model: str = MODEL,
     fmt: Format = typer.Option(Format("json"), "--format", "-f", help="Output format."),
     output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Write one file per item here."),
     unknown: Unknown = typer.Option(Unknown("star"), "--unknown", help="Characters the vocabulary cannot express: "
@@ -74,7 +74,7 @@ def align(
     items = [AlignRequest(audio, _read_transcript(transcript))] if single else _read_manifest(manifest)
     make_output_dir(output_dir)
     set_threads(threads)
-    loaded = load_model(resolve_model(model), device=resolve_device(device))
+    loaded = load_model(resolve_model(model, quiet=quiet), device=resolve_device(device))
 
     extension = WRITERS[fmt].extension
     results = align_iter(loaded, items, unknown=unknown.value, bounds=bounds.value, precision=precision,

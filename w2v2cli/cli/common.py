@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from .. import hub
 from ..errors import ConfigError, PathError
 from ..io.audio import find_audio_files
 from ..results import Result
@@ -20,8 +21,9 @@ from ..results import Result
 # Options shared by the commands (one definition: the same flags, help and defaults everywhere). A command whose
 # option means something else defines its own, next to its other options (`lm --model`: the letters to normalize
 # text into, no model by default).
-MODEL = typer.Option(None, "--model", "-m", help="A w2v2 model file or Hugging Face folder (default: the embedded "
-                                                 "model).")
+MODEL = typer.Option(None, "--model", "-m", help="A model file or Hugging Face folder, a name from `w2v2 models` "
+                                                 "(base-960h), or a Hub repo id org/name[@revision], downloaded "
+                                                 "once into huggingface_hub's cache (default: the embedded model).")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for the model (per process under torchrun).")
@@ -40,9 +42,8 @@ LM = typer.Option(None, "--lm", help="Word n-gram model for --beam: an ARPA file
 ALPHA = typer.Option(0.5, "--alpha", help="Language model weight.")
 BETA = typer.Option(1.0, "--beta", help="Word insertion bonus.")
 
-# Where the embedded default model lives once one is installed, and its word language model (`--lm default`).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.safetensors"
-DEFAULT_LM = DEFAULT_MODEL.with_name("default-lm.arpa.gz")
+# The embedded model's word language model (`--lm default`); the model itself is hub.EMBEDDED_MODEL.
+DEFAULT_LM = hub.EMBEDDED_MODEL.with_name("default-lm.arpa.gz")
 
 
 def resolve_lm(lm: Path | None) -> Path | None:
@@ -53,14 +54,16 @@ def resolve_lm(lm: Path | None) -> Path | None:
     raise ConfigError("--lm default: no embedded language model is installed; pass an ARPA file (`w2v2 lm`)")
 
 
-def resolve_model(model: Path | None) -> Path:
+def resolve_model(model: str | None, *, quiet: bool = False) -> Path:
+    """The local path of a `--model` value (every command that takes a model comes here): a path as given, a
+    name through hub.resolve (downloaded once, progress on stderr unless `quiet`), none: the embedded model."""
     if model is not None:
-        return model
-    if DEFAULT_MODEL.exists():
-        return DEFAULT_MODEL
+        return hub.resolve(str(model), progress=not quiet)
+    if hub.EMBEDDED_MODEL.exists():
+        return hub.EMBEDDED_MODEL
     raise ConfigError(
-        "no default model is installed yet; pass --model PATH (a w2v2 .safetensors file or a Hugging Face "
-        "wav2vec 2.0 folder)"
+        "no default model is installed yet; pass --model (a model file, a Hugging Face folder, or a name from "
+        "`w2v2 models`)"
     )
 
 

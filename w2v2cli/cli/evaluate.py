@@ -34,7 +34,7 @@ def evaluate(
     data: list[str] = typer.Option(..., "--data", "-d", help="Labeled data: .jsonl/.csv with text, fairseq .tsv "
                                                               "with .wrd/.ltr, or a LibriSpeech-style tree "
                                                               "(repeatable)."),
-    model: Path = MODEL,
+    model: str = MODEL,
     beam: bool = BEAM,
     beam_width: int = BEAM_WIDTH,
     lm: Path = LM,

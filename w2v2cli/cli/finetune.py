@@ -10,7 +10,7 @@ import typer
 from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from . import app
-from .common import DEVICE, PRECISION, QUIET, THREADS, set_threads, subset_hours
+from .common import DEVICE, PRECISION, QUIET, THREADS, resolve_model, set_threads, subset_hours
 from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 RECIPE = "default: the recipe for the data size"
@@ -19,7 +19,8 @@ RECIPE = "default: the recipe for the data size"
 @app.command()
 def finetune(
     ctx: typer.Context,
-    init: str = typer.Option(..., "--init", help="A pretrained model file, a Hugging Face folder, or scratch "
+    init: str = typer.Option(..., "--init", help="A pretrained model file, a Hugging Face folder, a name from "
+                                                 "`w2v2 models`, a Hub repo id org/name[@revision], or scratch "
                                                  "(with --config: no pretraining)."),
     train: str = typer.Option(..., "--train", help="Labeled audio: .jsonl/.csv with text, fairseq .tsv with "
                                                    ".wrd/.ltr, or a LibriSpeech-style tree."),
@@ -103,6 +104,8 @@ def finetune(
         if tensorboard:
             tensorboard_available()
         set_threads(threads)
+        if init != "scratch":
+            init = resolve_model(init, quiet=quiet or not is_main_process())
         given = {k: v for k, v in {
             "max_updates": max_updates, "schedule_updates": schedule_updates, "lr": lr, "max_tokens": max_tokens,
             "update_freq": update_freq, "clip_norm": clip_norm,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import hub
 from ..io.checkpoint import load_model
 from ..summary import describe_model
 from . import app, common
@@ -17,14 +17,15 @@ from .common import resolve_model
 
 @app.command()
 def info(
-    model: Path = typer.Argument(None, help="A w2v2 .safetensors/.pt model file or a Hugging Face model folder "
-                                 "(default: the embedded model)."),
+    model: str = typer.Argument(None, help="A w2v2 .safetensors/.pt model file, a Hugging Face model folder, a "
+                                "name from `w2v2 models` or a Hub repo id org/name[@revision] (default: the "
+                                "embedded model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ):
     """Show a model's architecture, parameter counts, config and vocabulary."""
     model = resolve_model(model)
     described = describe_model(load_model(model), model)
-    if model == common.DEFAULT_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
+    if model == hub.EMBEDDED_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
         from ..lm import arpa_counts
 
         described["language_model"] = {"file": str(common.DEFAULT_LM), "ngrams": arpa_counts(common.DEFAULT_LM),

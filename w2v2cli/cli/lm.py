@@ -20,9 +20,10 @@ def lm(
     min_count: int = typer.Option(1, "--min-count", help="Leave out highest-order n-grams seen fewer times "
                                                          "(a smaller file)."),
     # Not common.MODEL: here a model only lends its letters and case, and by default there is none.
-    model: Path = typer.Option(None, "--model", "-m",
-                               help="Normalize the text into this model's letters and case (default: upper case, "
-                                    "letters, digits and apostrophes)."),
+    model: str = typer.Option(None, "--model", "-m",
+                              help="Normalize the text into this model's letters and case: a model file or folder, "
+                                   "or a name as transcribe --model takes (default: upper case, letters, digits "
+                                   "and apostrophes)."),
 ):
     """Estimate an interpolated Kneser-Ney n-gram model (ARPA) for beam search: `transcribe --beam --lm FILE`.
 
@@ -42,8 +43,9 @@ def lm(
     vocab = None
     if model is not None:
         from ..io.checkpoint import load_model
+        from .common import resolve_model
 
-        vocab = load_model(model).vocab
+        vocab = load_model(resolve_model(model)).vocab
         if vocab is None:
             raise ConfigError(f"--model {model}: has no vocabulary (a pretrained model without a CTC head)")
     stats: dict = {}

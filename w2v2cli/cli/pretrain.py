@@ -11,7 +11,7 @@ from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from ..train.config import PretrainConfig, TrainConfig
 from . import app
-from .common import DEVICE, PRECISION, QUIET, THREADS, set_threads, subset_hours
+from .common import DEVICE, PRECISION, QUIET, THREADS, resolve_model, set_threads, subset_hours
 from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 _T = TrainConfig()
@@ -27,7 +27,8 @@ def pretrain(
                                                             "model.safetensors. Rerunning resumes from it."),
     valid: list[str] = typer.Option([], "--valid", help="Validation data, same formats (repeatable)."),
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
-    init: Path = typer.Option(None, "--init", help="Continue from a model file or Hugging Face folder."),
+    init: str = typer.Option(None, "--init", help="Continue from a model file, a Hugging Face folder, a name from "
+                                                  "`w2v2 models` or a Hub repo id org/name[@revision]."),
     conv_init: str = typer.Option(None, "--conv-init", help="With a new model: how the conv stack starts, "
                                   "kaiming (default) or envelope (a rough spectrogram; docs/training.md, "
                                   "Pretraining)."),
@@ -97,6 +98,8 @@ def pretrain(
         if tensorboard:
             tensorboard_available()
         set_threads(threads)
+        if init is not None:
+            init = resolve_model(init, quiet=quiet or not is_main_process())
         train_cfg = TrainConfig(
             max_updates=max_updates, schedule_updates=schedule_updates, max_tokens=max_tokens,
             max_sample_size=max_sample_size, min_sample_size=min_sample_size, update_freq=update_freq, lr=lr,

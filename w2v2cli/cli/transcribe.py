@@ -55,7 +55,7 @@ class Input:
 def transcribe(
     inputs: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively), or - to read "
                                                   "one path per line from stdin."),
-    model: Path = MODEL,
+    model: str = MODEL,
     fmt: Format = typer.Option(Format("txt"), "--format", "-f", help="Output format."),
     output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Write one file per input here "
                                                                      "instead of printing."),
@@ -92,7 +92,7 @@ def transcribe(
     expanded = expand_inputs(inputs)
     make_output_dir(output_dir)
     set_threads(threads)
-    loaded = load_model(resolve_model(model), device=resolve_device(device))
+    loaded = load_model(resolve_model(model, quiet=quiet), device=resolve_device(device))
 
     err = Console(stderr=True)
     tally = Tally("transcribed", "file")

@@ -1,4 +1,7 @@
-"""`load_model`: one entry point for every kind of model path, which picks the loader by what the path is.
+"""`load_model`: one entry point for every kind of model, which picks the loader by what the path is.
+
+A model name (`base-960h`, `org/name@revision`) is first resolved to a local path by hub.resolve: downloaded once
+into huggingface_hub's cache, then loaded as the Hugging Face folder it is.
 
     native file (.safetensors, or a weights-only .pt/.pth/.bin/.ckpt)  ->  io/native.py
     Hugging Face folder (config.json + weights)                         ->  io/hf.py
@@ -10,12 +13,14 @@ The names other modules import from here (`save_model`, `safe_torch_load`, ...) 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from ..config import PretrainConfig
 from ..errors import ConfigError, ModelFileError
+from ..hub import resolve
 from ..model import Wav2Vec2
 from ..onnx_model import OnnxModel
 from .common import build_empty, read_safetensors, read_safetensors_metadata, safe_torch_load
@@ -28,12 +33,17 @@ __all__ = [
 ]
 
 
-def load_model(path, device="cpu") -> Wav2Vec2 | OnnxModel:
+def load_model(spec, device="cpu") -> Wav2Vec2 | OnnxModel:
     """A model ready for inference (eval mode, on `device`) from a native file, a Hugging Face folder or an
-    exported `.onnx` file (which runs on the CPU whatever `device` says)."""
-    path = Path(path)
+    exported `.onnx` file (which runs on the CPU whatever `device` says).
+
+    `spec` is a path (a `Path`, or a string naming an existing file or folder) or, as a string, a model name as
+    `--model` takes it: an alias from hub.MODELS or `org/name[@revision]`, downloaded on first use (progress bars
+    on stderr). A `Path` is always a path, never looked up on the Hub.
+    """
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    path = Path(spec) if isinstance(spec, os.PathLike) else resolve(spec)
     if not path.exists():
         raise ModelFileError(path, "no such file or directory")
     if path.is_dir():
