@@ -31,7 +31,8 @@ def test_help_lists_only_implemented_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     listed = {c.name for c in __import__("typer").main.get_command(app).commands.values()}
-    assert listed == {"align", "evaluate", "export", "finetune", "info", "lm", "pretrain", "transcribe"}
+    assert listed == {"align", "download", "evaluate", "export", "finetune", "info", "lm", "models", "pretrain",
+                      "transcribe"}
     assert "info" in result.output
 
 

@@ -83,7 +83,7 @@ def _root(
 
 
 # Importing the command modules registers the commands.
-from . import align, evaluate, export, finetune, info, lm, pretrain, transcribe  # noqa: E402,F401
+from . import align, download, evaluate, export, finetune, info, lm, models, pretrain, transcribe  # noqa: E402,F401
 
 # glibc mallopt settings per W2V2_ALLOCATOR mode: M_MMAP_THRESHOLD (-3), M_TRIM_THRESHOLD (-1), M_TOP_PAD (-2).
 MALLOPT = {
