@@ -69,6 +69,13 @@ def hf_logits(model, extractor, waveforms):
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
 
 
+def strip_markers(text):
+    """transformers' decoded text without the special tokens it leaves in, spaces as greedy decoding gives them."""
+    for marker in ("<s>", "</s>", "<unk>"):
+        text = text.replace(marker, "")
+    return " ".join(text.split())
+
+
 def run_cli(*args) -> subprocess.CompletedProcess:
     """`w2v2 ARGS` in this process (no interpreter start-up), as a CompletedProcess like subprocess.run gives."""
     from typer.testing import CliRunner

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder, speechlike
+from helpers import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder, speechlike, strip_markers
 
 from w2v2cli import load_model
 from w2v2cli.decode import greedy_decode
@@ -19,12 +19,6 @@ def ours(model, waveforms):
         batch[i, : len(w)] = torch.from_numpy(w)
     with torch.no_grad():
         return model(batch, lengths)
-
-
-def strip_markers(text):
-    for marker in ("<s>", "</s>", "<unk>"):
-        text = text.replace(marker, "")
-    return " ".join(text.split())
 
 
 @pytest.mark.parametrize("form", ["group", "layer"])

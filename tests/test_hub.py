@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_server import serve
 from safetensors.torch import save_file
 
 from w2v2cli.hub import (
@@ -54,45 +53,6 @@ def make_repo(folder: Path, files, marker: str = "main") -> Path:
 
 def files_in(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-
-
-@pytest.fixture
-def hf_home(tmp_path, monkeypatch):
-    """huggingface_hub with its cache in tmp_path, online, without a token, and unable to reach huggingface.co.
-
-    huggingface_hub reads its settings once, at import: hub.py reads the environment again at each call, and the
-    values the library froze are pointed somewhere harmless, so that a request that does not go through the
-    stand-in fails instead of leaving the machine.
-    """
-    from huggingface_hub import constants
-
-    for name in ("HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    dead = "http://127.0.0.1:9"  # the discard port: connection refused
-    monkeypatch.setattr(constants, "ENDPOINT", dead)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # else: GET {ENDPOINT}/api/agent-harnesses
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    return tmp_path / "hf-home"
-
-
-@pytest.fixture
-def start_hub(hf_home, monkeypatch):
-    """Start a stand-in Hub and point HF_ENDPOINT at it; stopped after the test."""
-    servers = []
-
-    def start(repos, **kwargs):
-        servers.append(serve(repos, **kwargs).start())
-        monkeypatch.setenv("HF_ENDPOINT", servers[-1].url)
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
-        assert server.hits("other") == [], "a request the stand-in does not know"
 
 
 # -- the alias table and --model parsing (no Hub) --------------------------------------------------------------

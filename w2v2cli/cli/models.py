@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 
 import typer
@@ -21,9 +22,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print the table a
         return
     table = Table(title="models by name (w2v2 download NAME fetches one ahead of time)", title_justify="left")
     for column in ("name", "repo", "revision", "languages", "size", "licence"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column in ("name", "repo", "licence"), overflow="fold")
     for entry in MODELS.values():
         size = f"{entry.params_m:g}M params, {entry.download_mb:,} MB"
         table.add_row(entry.name, entry.repo_id or "(in the package)", entry.revision or "-", entry.languages, size,
                       entry.licence)
-    Console(soft_wrap=False).print(table)
+    # Piped, Rich would lay the table out for 80 columns and fold names: give it the width of its widest row.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
