@@ -275,7 +275,9 @@ def test_cli_passes_feature_encoder_choice(monkeypatch, tmp_path):
         return {}
 
     monkeypatch.setattr(library, "finetune", fake)
-    base = ["finetune", "--init", "m.safetensors", "--train", "t.jsonl", "-o", str(tmp_path)]
+    init = tmp_path / "m.safetensors"  # the CLI resolves --init (a path or a model name) before the library runs
+    init.touch()
+    base = ["finetune", "--init", str(init), "--train", "t.jsonl", "-o", str(tmp_path)]
     for extra in ([], ["--train-feature-encoder"], ["--freeze-feature-encoder"]):
         result = CliRunner().invoke(app, base + extra)
         assert result.exit_code == 0, result.output
@@ -296,7 +298,8 @@ def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
     given = {"freeze_updates": 7, "mask_prob": 0.3, "mask_length": 2, "mask_channel_prob": 0.1,
              "mask_channel_length": 16, "layerdrop": 0.05, "dropout": 0.01, "attention_dropout": 0.02,
              "activation_dropout": 0.03, "feature_dropout": 0.04, "final_dropout": 0.06, "reinit_layers": 2}
-    args = ["finetune", "--init", "m.safetensors", "--train", "t.jsonl", "-o", str(tmp_path)]
+    (tmp_path / "m.safetensors").touch()  # --init is resolved by the CLI, so it must exist
+    args = ["finetune", "--init", str(tmp_path / "m.safetensors"), "--train", "t.jsonl", "-o", str(tmp_path)]
     for name, value in given.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     result = CliRunner().invoke(app, args + ["--train-feature-encoder"])
