@@ -136,3 +136,17 @@ def test_download_fetches_ahead_and_reports_each_failure(hub_server, repos, audi
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert transcripts(f"{REPO}@v1", audio) == (0, repos["v1"][1], "")
     assert hub_server.hits() == []
+
+
+def test_every_command_that_takes_a_model_takes_a_name(hub_server, tmp_path, monkeypatch):
+    import w2v2cli.train.finetune as library
+
+    folder = hub.resolve("base-960h", progress=False)
+    described = json.loads(run_cli("info", "base-960h", "--json").stdout)
+    assert described["source"] == str(folder) and described["vocab"]["size"] == 32
+
+    received = []
+    monkeypatch.setattr(library, "finetune", lambda *args, init, **kwargs: received.append(init) or {})
+    result = run_cli("finetune", "--init", f"{REPO}@main", "--train", "t.jsonl", "-o", tmp_path / "run", "-q")
+    assert result.returncode == 0, result.stderr
+    assert received == [folder]
