@@ -101,27 +101,101 @@ def letter_cases(index: dict[str, int]) -> tuple[bool, bool]:
     return any(t.isupper() for t in letters), any(t.islower() for t in letters)
 
 
+# Joiners inside a word are spelling in some scripts (Persian's ZWNJ in می‌خواهم, Malayalam chillu letters), so
+# they stay with the letter before them like a combining mark does.
+JOINERS = frozenset("\u200c\u200d")
+
+
+def normalize_text(text: str) -> str:
+    """The one normal form of every transcript, vocabulary and alignment text: NFKC (its output is NFC-composed,
+    and it folds compatibility variants: fullwidth letters, ligatures, Arabic presentation forms, as MMS's text
+    normalization does) with the typographic apostrophes unified."""
+    return unicodedata.normalize("NFKC", text).translate(APOSTROPHES)
+
+
+def fold_case(word: str, upper: bool, lower: bool) -> str:
+    """`word` in the case of a vocabulary with upper-case (`upper`) and/or lower-case (`lower`) letters; left as
+    written when it has both or neither. Scripts without case are untouched by str.upper/lower. The result is
+    NFC again: case mapping can decompose (ΐ -> Ϊ + U+0301)."""
+    if upper and not lower:
+        word = word.upper()
+    elif lower and not upper:
+        word = word.lower()
+    else:
+        return word
+    return unicodedata.normalize("NFC", word)
+
+
+def is_mark(ch: str) -> bool:
+    """A combining mark (vowel signs, viramas, tone marks, diacritics: Unicode categories M*) or a joiner."""
+    return unicodedata.category(ch)[0] == "M" or ch in JOINERS
+
+
+def graphemes(word: str) -> list[str]:
+    """A normalized word split into graphemes: each character with the combining marks that follow it (marks at
+    the start of a word, with nothing to combine with, are graphemes of their own)."""
+    out: list[str] = []
+    for ch in word:
+        if out and is_mark(ch):
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return out
+
+
 def char_token_ids(ch: str, index: dict[str, int]) -> list[int] | None:
-    """Ids for one character; accented letters fall back to their base letters when the vocabulary has those
-    (é -> e). None when the vocabulary cannot express it."""
+    """Ids for one character; a composed character the vocabulary lacks falls back to its decomposition when the
+    vocabulary has marks as tokens (ế -> e + marks), else to its base letters (é -> e). None when the vocabulary
+    cannot express it."""
     if ch in index:
         return [index[ch]]
-    base = [c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)]
+    decomposed = unicodedata.normalize("NFKD", ch)
+    if len(decomposed) > 1 and all(c in index for c in decomposed):
+        return [index[c] for c in decomposed]
+    base = [c for c in decomposed if not unicodedata.combining(c)]
     if base and all(c in index for c in base):
         return [index[c] for c in base]
     return None
 
 
+def spell_grapheme(grapheme: str, index: dict[str, int]) -> tuple[list[int] | None, str]:
+    """(token ids, marks the vocabulary lacks and leaves out) of one grapheme; ids None when the vocabulary
+    cannot express its base character, which takes its marks with it. A missing mark on a known base is left
+    out like a diacritic (the base letter is still what is spoken, as é -> e)."""
+    ids = char_token_ids(grapheme[0], index)
+    if ids is None:
+        return None, ""
+    lost = ""
+    for mark in grapheme[1:]:
+        found = char_token_ids(mark, index)
+        if found is None:
+            lost += mark
+        else:
+            ids = ids + found
+    return ids, lost
+
+
+def is_kept(grapheme: str) -> bool:
+    """Whether a grapheme enters a new vocabulary: its base is a letter, a digit or an apostrophe."""
+    return grapheme[0].isalnum() or grapheme[0] == "'"
+
+
+# Tokens are single code points, combining marks their own tokens (क + ् + त + े, not the cluster क्ते), as MMS's
+# vocabularies and transformers' Wav2Vec2CTCTokenizer do: a script's letters and marks are a few dozen tokens
+# each seen often, where grapheme clusters would be hundreds (every consonant with every vowel sign), most of
+# them rare in a small training set; CTC emits a mark in the frames after its letter like any other token.
 def training_characters(text: str) -> tuple[str, list[str]]:
-    """A transcript as it enters a new character vocabulary: NFKC, unified apostrophes, upper case, letters,
-    digits and apostrophes kept, words separated by single spaces. Returns (text, dropped characters)."""
+    """A transcript as it enters a new character vocabulary: normalized (`normalize_text`), upper case in cased
+    scripts, graphemes whose base is a letter, digit or apostrophe kept with their combining marks, words
+    separated by single spaces. Returns (text, dropped characters)."""
     kept, dropped = [], []
-    for word in unicodedata.normalize("NFKC", text).translate(APOSTROPHES).upper().split():
-        chars = [c for c in word if c.isalnum() or c == "'"]
-        dropped.extend(c for c in word if not (c.isalnum() or c == "'"))
+    for word in normalize_text(text).split():
+        chars = []
+        for grapheme in graphemes(fold_case(word, upper=True, lower=False)):
+            (chars if is_kept(grapheme) else dropped).append(grapheme)
         if chars:
             kept.append("".join(chars))
-    return " ".join(kept), dropped
+    return " ".join(kept), [c for g in dropped for c in g]
 
 
 def encode_transcript(text: str, vocab: Vocabulary) -> tuple[list[int], str, list[str]]:
@@ -134,20 +208,16 @@ def encode_transcript(text: str, vocab: Vocabulary) -> tuple[list[int], str, lis
     ids: list[int] = []
     words: list[str] = []
     dropped: list[str] = []
-    for raw in unicodedata.normalize("NFKC", text).translate(APOSTROPHES).split():
-        word = raw.upper() if upper and not lower else raw.lower() if lower and not upper else raw
-        word_ids, spelled = [], []
-        for ch in word:
-            found = char_token_ids(ch, index)
-            if found is None:
-                dropped.append(ch)
-                continue
-            word_ids.extend(found)
-            spelled.extend(vocab.tokens[i] for i in found)
+    for raw in normalize_text(text).split():
+        word_ids: list[int] = []
+        for grapheme in graphemes(fold_case(raw, upper, lower)):
+            found, lost = spell_grapheme(grapheme, index)
+            dropped.extend(grapheme if found is None else lost)
+            word_ids.extend(found or ())
         if not word_ids:
             continue
         if ids and delimiter is not None:
             ids.append(delimiter)
         ids.extend(word_ids)
-        words.append("".join(spelled))
+        words.append("".join(vocab.tokens[i] for i in word_ids))
     return ids, " ".join(words), dropped

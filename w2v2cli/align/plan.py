@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import AlignmentError, ConfigError
-from ..text import APOSTROPHES, Vocabulary, char_token_ids, letter_cases, spoken_index
+from ..text import Vocabulary, fold_case, graphemes, letter_cases, normalize_text, spell_grapheme, spoken_index
 
 UNKNOWN_POLICIES = ("star", "skip", "error")
 
@@ -38,22 +38,17 @@ def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star") -> list
     star_id = len(vocab)
     planned = []
     for raw in unicodedata.normalize("NFKC", text).split():
-        cased = raw.translate(APOSTROPHES)
-        if upper and not lower:
-            cased = cased.upper()
-        elif lower and not upper:
-            cased = cased.lower()
         tokens, chars, unknown_run = [], [], ""
-        for ch in cased:
-            ids = char_token_ids(ch, index)
-            if ids is None and unicodedata.category(ch).startswith("P"):
+        for grapheme in graphemes(fold_case(normalize_text(raw), upper, lower)):
+            ids, _ = spell_grapheme(grapheme, index)
+            if ids is None and unicodedata.category(grapheme[0]).startswith("P"):
                 continue  # punctuation is not spoken
             if ids is None:
                 if unknown == "error":
-                    raise AlignmentError(f"the transcript has {ch!r} (in {raw!r}), which the model's vocabulary "
-                                         "cannot express (use --unknown star or skip)")
+                    raise AlignmentError(f"the transcript has {grapheme!r} (in {raw!r}), which the model's "
+                                         "vocabulary cannot express (use --unknown star or skip)")
                 if unknown == "star":
-                    unknown_run += ch
+                    unknown_run += grapheme
                 continue
             if unknown_run:
                 tokens.append(star_id), chars.append(unknown_run)
