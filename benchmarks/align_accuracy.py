@@ -250,8 +250,9 @@ def render(summary: dict):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None,
-                        help="model file (default: the embedded model, w2v2cli/models/default.safetensors)")
+    parser.add_argument("--model", default="embedded",
+                        help="a model file, folder or name as --model takes (default: embedded, the model inside "
+                             "the package; its figures are the ones in docs/benchmarks.md)")
     parser.add_argument("--sentences", type=int, default=None, help="how many sentences (default: all)")
     parser.add_argument("--sentence-file", type=Path, default=None,
                         help="sentences to use instead of the built-in ones, one per line")

@@ -82,8 +82,8 @@ def cpu_times() -> list[int] | None:
 
 
 def run_transcribe(paths: list[Path], precision: str, threads: int, listing: Path) -> dict:
-    command = [sys.executable, "-m", "w2v2cli", "transcribe", "--precision", precision, "--threads", str(threads),
-               "--format", "jsonl", "-"]
+    command = [sys.executable, "-m", "w2v2cli", "transcribe", "--model", "embedded", "--precision", precision,
+               "--threads", str(threads), "--format", "jsonl", "-"]
     before, start = cpu_times(), time.perf_counter()
     done = subprocess.run(command, input=listing.read_text(), capture_output=True, text=True, cwd=ROOT)
     wall, after = time.perf_counter() - start, cpu_times()

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 from hub_server import serve
@@ -22,6 +24,28 @@ def tiny_model(request, vocab):
     return build_model(cfg, vocab).eval()
 
 
+DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: connection refused
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path_factory, monkeypatch):
+    """Every test runs offline with an empty Hugging Face cache: HF_HUB_OFFLINE set, the endpoint a dead local port,
+    HF_HOME a folder of this session. A test that forgets `--model embedded` (the default model is downloaded)
+    fails at once with the one-line "not cached" error instead of reaching the internet; subprocesses inherit
+    the same environment. `hf_home` (the stand-in Hub's tests) lifts it."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", DEAD_ENDPOINT)
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf-home-offline"))
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported already: it froze the environment it saw then
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        monkeypatch.setattr(constants, "ENDPOINT", DEAD_ENDPOINT)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            DEAD_ENDPOINT + "/{repo_id}/resolve/{revision}/{filename}")
+
+
 @pytest.fixture
 def hf_home(tmp_path, monkeypatch):
     """huggingface_hub with its cache in tmp_path, online, without a token, and unable to reach huggingface.co.
@@ -36,9 +60,9 @@ def hf_home(tmp_path, monkeypatch):
                  "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    dead = "http://127.0.0.1:9"  # the discard port: connection refused
-    monkeypatch.setattr(constants, "ENDPOINT", dead)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "ENDPOINT", DEAD_ENDPOINT)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        DEAD_ENDPOINT + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # else: GET {ENDPOINT}/api/agent-harnesses
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))

@@ -72,7 +72,7 @@ def test_packaged_model_is_fp16_with_provenance(tmp_path, fp32_model, labeled_fo
 
 def test_info_and_demo_use_the_embedded_model(fp32_model, labeled_folder, monkeypatch, capsys):
     monkeypatch.setattr(hub, "EMBEDDED_MODEL", fp32_model)
-    result = runner.invoke(app, ["info", "--json"])
+    result = runner.invoke(app, ["info", "embedded", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["source"] == str(fp32_model)
     assert demo.main(str(labeled_folder)) == 0
     out = capsys.readouterr().out
@@ -96,13 +96,14 @@ def test_the_demo_and_lm_default_use_the_embedded_language_model(tmp_path, fp32_
     assert demo.main(str(labeled_folder)) == 0
     out = capsys.readouterr().out
     assert "WER with the LM" in out and out.count("%") >= 6
-    described = json.loads(runner.invoke(app, ["info", "--json"]).output)
+    described = json.loads(runner.invoke(app, ["info", "embedded", "--json"]).output)
     assert described["language_model"]["ngrams"] == [6, 5, 4] and described["language_model"]["use"] == "--lm default"
-    result = runner.invoke(app, ["evaluate", "--data", str(labeled_folder), "--lm", "default", "--json"])
+    result = runner.invoke(app, ["evaluate", "-m", "embedded", "--data", str(labeled_folder), "--lm", "default",
+                                 "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["sets"][0]["utterances"] == 2
     monkeypatch.setattr(common, "DEFAULT_LM", tmp_path / "none.arpa.gz")
-    result = runner.invoke(app, ["transcribe", str(labeled_folder / "u0.wav"), "--lm", "default"])
+    result = runner.invoke(app, ["transcribe", "-m", "embedded", str(labeled_folder / "u0.wav"), "--lm", "default"])
     assert result.exit_code == 2 and "--lm default: no embedded language model" in result.output
 
 

@@ -48,8 +48,9 @@ def hub_server(start_hub, repos):
 
 
 def transcripts(model, audio):
-    """`w2v2 transcribe --model MODEL a.wav b.wav`: the exit status, the texts in input order, and stderr."""
-    result = run_cli("transcribe", "--model", model, *audio, "-f", "jsonl", "-q")
+    """`w2v2 transcribe --model MODEL a.wav b.wav` (no --model for None): the exit status, the texts in input order,
+    and stderr."""
+    result = run_cli("transcribe", *(["--model", model] if model is not None else []), *audio, "-f", "jsonl", "-q")
     texts = [json.loads(line)["text"] for line in result.stdout.splitlines()]
     return result.returncode, texts, result.stderr
 
@@ -58,7 +59,7 @@ def weights_fetched(server):
     return [name for name in server.fetched() if name.endswith(".safetensors")]
 
 
-@pytest.mark.parametrize("name", ["base-960h", REPO])
+@pytest.mark.parametrize("name", [None, "base-960h", REPO])
 def test_a_name_transcribes_as_transformers_and_downloads_once(name, hub_server, repos, audio, hf_home):
     assert transcripts(name, audio) == (0, repos["main"][1], "")
     assert weights_fetched(hub_server) == ["model.safetensors"]
@@ -83,13 +84,26 @@ def test_offline_with_a_warm_cache_asks_nothing(hub_server, repos, audio, monkey
     assert hub_server.hits() == []
 
 
-def test_offline_with_a_cold_cache_is_one_line_naming_both_remedies(hub_server, audio, monkeypatch):
+@pytest.mark.parametrize("name", [None, "base-960h"])
+def test_offline_with_a_cold_cache_is_one_line_naming_both_remedies(name, hub_server, audio, monkeypatch):
+    """No --model is the default model, base-960h: offline and not cached, it is the same one-line error, never
+    a silent fall-back to the embedded model."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, texts, err = transcripts("base-960h", audio)
+    code, texts, err = transcripts(name, audio)
     assert (code, texts) == (4, [])
     assert err.count("\n") == 1 and err.startswith("w2v2: error: facebook/wav2vec2-base-960h is not cached")
     assert '"w2v2 download base-960h"' in err and "--model embedded" in err
     assert hub_server.hits() == []
+
+
+def test_without_model_align_and_evaluate_use_the_default_model_too(hub_server, audio, tmp_path, monkeypatch):
+    """align and evaluate resolve no --model as transcribe does: offline with a cold cache, the same one line."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "a.txt").write_text("HELLO\n")
+    for args in (["align", audio[0], "HELLO"], ["evaluate", "--data", tmp_path]):
+        result = run_cli(*args)
+        assert result.returncode == 4, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "w2v2 download base-960h" in result.stderr
 
 
 def test_an_unknown_repo_is_one_line(hub_server, audio):
@@ -150,3 +164,24 @@ def test_every_command_that_takes_a_model_takes_a_name(hub_server, tmp_path, mon
     result = run_cli("finetune", "--init", f"{REPO}@main", "--train", "t.jsonl", "-o", tmp_path / "run", "-q")
     assert result.returncode == 0, result.stderr
     assert received == [folder]
+
+
+def test_info_without_a_model_says_which_is_the_default_and_never_downloads_it(hub_server, repos):
+    """`w2v2 info` works offline: a cold cache gets which model is the default and how to fetch it (exit 0, no
+    request); once cached, it is described from the cache."""
+    cold = run_cli("info", "--json")
+    assert cold.returncode == 0, cold.stderr
+    assert json.loads(cold.stdout) == {"default_model": {
+        "name": "base-960h", "repo_id": REPO, "revision": "main", "cached": False,
+        "download_mb": hub.MODELS["base-960h"].download_mb}}
+    table = run_cli("info")
+    assert table.returncode == 0 and "w2v2 download base-960h" in table.stdout and "embedded" in table.stdout
+    assert hub_server.hits() == []
+
+    folder = hub.resolve("base-960h", progress=False)
+    hub_server.clear()
+    warm = json.loads(run_cli("info", "--json").stdout)
+    assert warm["source"] == str(folder) and warm["default_model"]["cached"] is True
+    assert warm["vocab"]["size"] == len(json.loads((repos["main"][0] / "vocab.json").read_text()))
+    assert "default model" in run_cli("info").stdout
+    assert hub_server.hits() == []

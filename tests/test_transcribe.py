@@ -195,19 +195,17 @@ def test_output_dir_atomic_and_skip_existing(model_file, audio_dir, tmp_path, mo
     assert list(out2.rglob("*")) == []
 
 
-def test_no_model_and_bad_options_are_one_line_errors(audio_dir, model_file, tmp_path, monkeypatch):
-    from w2v2cli import hub
-
-    monkeypatch.setattr(hub, "EMBEDDED_MODEL", tmp_path / "not-installed.safetensors")
-    for args, needle in [
-        (["transcribe", audio_dir], "--model"),
+def test_no_model_and_bad_options_are_one_line_errors(audio_dir, model_file):
+    """No --model offline with a cold cache (the tests' environment) is the default model out of reach: exit 4."""
+    for args, code, needle in [
+        (["transcribe", audio_dir], 4, "--model embedded"),
         (["transcribe", "-m", model_file, audio_dir, "--device", "cuda"] if not torch.cuda.is_available()
-         else ["transcribe", "-m", model_file, audio_dir, "--precision", "fp8"], "--"),
-        (["transcribe", "-m", model_file, audio_dir, "--batch-seconds", "0"], "--batch-seconds"),
-        (["transcribe", "-m", model_file, audio_dir, "--skip-existing"], "--output-dir"),
+         else ["transcribe", "-m", model_file, audio_dir, "--precision", "fp8"], 2, "--"),
+        (["transcribe", "-m", model_file, audio_dir, "--batch-seconds", "0"], 2, "--batch-seconds"),
+        (["transcribe", "-m", model_file, audio_dir, "--skip-existing"], 2, "--output-dir"),
     ]:
         result = invoke(*args)
-        assert result.exit_code == 2, (args, result.output)
+        assert result.exit_code == code, (args, result.output)
         assert result.stderr.startswith("w2v2: error: ") and needle in result.stderr
         assert result.stderr.count("\n") == 1
 
@@ -279,10 +277,14 @@ def test_output_name_clash_fails_that_input_only(model_file, audio_dir, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", "c.txt"]
 
 
-def test_without_model_the_embedded_one_is_used(audio_dir, model_file, monkeypatch):
+def test_without_model_the_embedded_one_is_never_used_silently(audio_dir, model_file, monkeypatch):
+    """The embedded model is had by name only: without --model the default model is wanted, and offline with a
+    cold cache that is an error, not the embedded model's transcript."""
     from w2v2cli import hub
 
     monkeypatch.setattr(hub, "EMBEDDED_MODEL", model_file)
-    with_default = invoke("transcribe", audio_dir / "a.wav", "-q")
+    without = invoke("transcribe", audio_dir / "a.wav", "-q")
+    assert without.exit_code == 4 and without.stdout == ""
+    embedded = invoke("transcribe", "-m", "embedded", audio_dir / "a.wav", "-q")
     named = invoke("transcribe", "-m", model_file, audio_dir / "a.wav", "-q")
-    assert with_default.exit_code == 0 and with_default.stdout == named.stdout
+    assert embedded.exit_code == 0 and embedded.stdout == named.stdout != ""

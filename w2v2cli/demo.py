@@ -1,5 +1,6 @@
 """`make demo`: transcribe sample_audio/ with the embedded model and score it against the `.txt` reference beside
-each file; while no model is installed, show how the toolkit reads that audio and how to run a model of your own."""
+each file; without the embedded model, show how the toolkit reads that audio and how to run a model of your own.
+Always offline: the embedded model is named explicitly, never the default model (which is downloaded)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ def main(folder: str = "sample_audio") -> int:
         table.add_row(path.name, f"{len(audio) / cfg.sample_rate:.2f}", f"{len(audio):,}", str(frames))
     Console().print(table)
     Console(stderr=True).print(
-        "[yellow]No default model is installed yet[/], so `w2v2 transcribe` needs one named: "
-        f"[bold]w2v2 transcribe --model PATH {folder}/[/] with a w2v2 .safetensors file or a Hugging Face "
-        "wav2vec 2.0 folder (such as a downloaded facebook/wav2vec2-base-960h). [bold]w2v2 info PATH[/] "
-        "describes a model."
+        "[yellow]The embedded demo model is not installed with this copy[/], so the demo cannot score it. "
+        f"[bold]w2v2 transcribe {folder}/[/] uses the default model, {hub.DEFAULT_MODEL} (downloaded once, then "
+        "cached); [bold]--model PATH[/] takes a w2v2 .safetensors file or a Hugging Face wav2vec 2.0 folder. "
+        "[bold]w2v2 info PATH[/] describes a model."
     )
     return 0
 
@@ -89,8 +90,10 @@ def scored(folder: str) -> int:
     console.print(table)
     err.print(f"{result.seconds:.1f} s of audio in {elapsed:.1f} s ({result.seconds / elapsed:.0f}x real time, "
               f"greedy, model loading excluded). The embedded model was trained on synthetic speech only: "
-              "`w2v2 info` says how; real speech needs a real checkpoint (`--model`)."
-              + (" Beam search with the word LM: `w2v2 transcribe --lm default FILE`." if with_lm else ""))
+              "`w2v2 info embedded` says how; on real speech use the default model (`w2v2 transcribe FILE`, "
+              f"{hub.DEFAULT_MODEL}, downloaded once)."
+              + (" Beam search with the word LM: `w2v2 transcribe --model embedded --lm default FILE`." if with_lm
+                 else ""))
     return 1 if result.failed or (with_lm is not None and with_lm.failed) else 0
 
 

@@ -27,13 +27,16 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from .errors import ModelFileError, W2V2Error
 
 EMBEDDED_MODEL = Path(__file__).resolve().parent / "models" / "default.safetensors"
+# What transcribe, align and evaluate use without --model: a real English checkpoint, fetched on first use. Never
+# the embedded model, which has only heard synthetic voices: a user's audio must not get its transcripts silently.
+DEFAULT_MODEL = "base-960h"
 
 
 @dataclass(frozen=True)
@@ -199,14 +202,28 @@ def resolve(spec: str, *, progress: bool = True) -> Path:
     return download(parsed.repo_id, parsed.revision, progress=progress)
 
 
-def download(repo_id: str, revision: str | None = None, *, progress: bool = True) -> Path:
+def cached(spec: str) -> Path | None:
+    """The local path of a `--model` value if it can be had without the Hub: a path, the embedded model, or a Hub
+    model whose files are all in the cache; None for a Hub model that is not (fully) cached. Never makes a request."""
+    parsed = parse_model_spec(spec)
+    if parsed.repo_id is None:
+        return parsed.path if parsed.path.exists() else None
+    try:
+        return download(parsed.repo_id, parsed.revision, progress=False, cache_only=True)
+    except HubUnreachableError:
+        return None
+
+
+def download(repo_id: str, revision: str | None = None, *, progress: bool = True, cache_only: bool = False) -> Path:
     """Fetch the files a wav2vec 2.0 model needs into huggingface_hub's cache; return its snapshot folder.
 
     Safetensors weights are preferred; `pytorch_model.bin` is fetched only when the repo's file list (from the Hub,
     or from the cache when offline) has no safetensors weights. Files already cached are not fetched again.
-    Progress bars go to stderr; `progress=False` silences them.
+    Progress bars go to stderr; `progress=False` silences them. `cache_only` acts as if HF_HUB_OFFLINE were set.
     """
     hub = _Hub.from_environment()
+    if cache_only:
+        hub = replace(hub, offline=True)
     with _hub_errors(hub, repo_id, revision):
         if revision and _COMMIT.fullmatch(revision):  # a branch or tag is looked up first, which fails at once
             _fail_fast_if_unreachable(hub, repo_id, revision, "config.json")

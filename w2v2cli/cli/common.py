@@ -22,8 +22,9 @@ from ..results import Result
 # option means something else defines its own, next to its other options (`lm --model`: the letters to normalize
 # text into, no model by default).
 MODEL = typer.Option(None, "--model", "-m", help="A model file or Hugging Face folder, a name from `w2v2 models` "
-                                                 "(base-960h), or a Hub repo id org/name[@revision], downloaded "
-                                                 "once into huggingface_hub's cache (default: the embedded model).")
+                                                 "(embedded: the offline demo model for synthetic speech), or a "
+                                                 "Hub repo id org/name[@revision], downloaded once into "
+                                                 f"huggingface_hub's cache (default: {hub.DEFAULT_MODEL}).")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for the model (per process under torchrun).")
@@ -56,15 +57,10 @@ def resolve_lm(lm: Path | None) -> Path | None:
 
 def resolve_model(model: str | None, *, quiet: bool = False) -> Path:
     """The local path of a `--model` value (every command that takes a model comes here): a path as given, a
-    name through hub.resolve (downloaded once, progress on stderr unless `quiet`), none: the embedded model."""
-    if model is not None:
-        return hub.resolve(str(model), progress=not quiet)
-    if hub.EMBEDDED_MODEL.exists():
-        return hub.EMBEDDED_MODEL
-    raise ConfigError(
-        "no default model is installed yet; pass --model (a model file, a Hugging Face folder, or a name from "
-        "`w2v2 models`)"
-    )
+    name through hub.resolve (downloaded once, progress on stderr unless `quiet`), none: hub.DEFAULT_MODEL, which
+    is fetched like any other name (uncached and the Hub out of reach: a one-line error, never the embedded
+    model)."""
+    return hub.resolve(hub.DEFAULT_MODEL if model is None else str(model), progress=not quiet)
 
 
 def mirror(path: Path) -> Path:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import hub
 from ..errors import ConfigError
 from ..inference import resolve_device
 from ..io.checkpoint import load_model
@@ -82,7 +83,7 @@ def evaluate(
             if r.name in comparisons:
                 entry["compare"] = {"file": str(compare), **comparisons[r.name].to_dict()}
             sets.append(entry)
-        print(json.dumps({"model": str(model or "default"), "sets": sets}, ensure_ascii=False, indent=2))
+        print(json.dumps({"model": str(model or hub.DEFAULT_MODEL), "sets": sets}, ensure_ascii=False, indent=2))
     else:
         _print_tables(results, comparisons, other is not None, errors, err)
     _finish(results, write_error)

@@ -18,14 +18,26 @@ from .common import resolve_model
 @app.command()
 def info(
     model: str = typer.Argument(None, help="A w2v2 .safetensors/.pt model file, a Hugging Face model folder, a "
-                                "name from `w2v2 models` or a Hub repo id org/name[@revision] (default: the "
-                                "embedded model)."),
+                                "name from `w2v2 models` or a Hub repo id org/name[@revision] (default: the default "
+                                f"model, {hub.DEFAULT_MODEL}, if it is cached; nothing is downloaded for it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ):
-    """Show a model's architecture, parameter counts, config and vocabulary."""
-    model = resolve_model(model)
-    described = describe_model(load_model(model), model)
-    if model == hub.EMBEDDED_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
+    """Show a model's architecture, parameter counts, config and vocabulary. Without MODEL: which model transcribe,
+    align and evaluate use by default, and whether it is cached (described if it is)."""
+    default = None
+    if model is None:
+        # Works offline: the default model is described from the cache or not at all, never downloaded here.
+        path = hub.cached(hub.DEFAULT_MODEL)
+        default = _default_model(path)
+        if path is None:
+            _print_default(default, as_json)
+            return
+    else:
+        path = resolve_model(model)
+    described = describe_model(load_model(path), path)
+    if default is not None:
+        described["default_model"] = default
+    if path == hub.EMBEDDED_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
         from ..lm import arpa_counts
 
         described["language_model"] = {"file": str(common.DEFAULT_LM), "ngrams": arpa_counts(common.DEFAULT_LM),
@@ -36,11 +48,32 @@ def info(
     render(described, Console())
 
 
+def _default_model(path) -> dict:
+    entry = hub.MODELS[hub.DEFAULT_MODEL]
+    return {"name": entry.name, "repo_id": entry.repo_id, "revision": entry.revision, "cached": path is not None,
+            "download_mb": entry.download_mb}
+
+
+def _print_default(default: dict, as_json: bool) -> None:
+    """What `w2v2 info` says when the default model is not in the cache."""
+    if as_json:
+        print(json.dumps({"default_model": default}, indent=2))
+        return
+    Console(highlight=False).print(
+        f"The default model is {default['name']} ({default['repo_id']}), not downloaded yet. "
+        f"`w2v2 download {default['name']}` fetches it (about {default['download_mb']} MB; transcribe, align and "
+        "evaluate fetch it on first use); `w2v2 info embedded` describes the offline demo model.", markup=False)
+
+
 def render(described: dict, console: Console) -> None:
     summary = Table(title=f"[bold]{described['source']}[/]", show_header=False, title_justify="left")
     summary.add_column(style="cyan")
     summary.add_column(overflow="fold")
     params = described["parameters"]
+    default = described.get("default_model")
+    if default:
+        summary.add_row("default model", f"{default['name']} ({default['repo_id']}): what transcribe, align and "
+                        "evaluate use without --model")
     summary.add_row("format", described["format"])
     summary.add_row("architecture", described["architecture"])
     summary.add_row("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f}M)")
