@@ -99,7 +99,7 @@ class AudioBatchDataset(Dataset):
         for index in indices:
             utt = self.utterances[index]
             try:
-                wave = load_audio(utt.path, self.sample_rate)  # (S,)
+                wave = load_audio(utt.audio, self.sample_rate)  # (S,): the file, or only its segment
             except AudioError as exc:
                 skipped.append((utt.id, exc.reason))
                 continue

@@ -1,5 +1,8 @@
-"""Training data sources: a folder, a LibriSpeech-style tree, or a .tsv / .jsonl / .csv manifest, read into one list
-of `Utterance`s that `pretrain` and `finetune` both consume.
+"""Data sources: every corpus format read into one list of `Utterance`s that `pretrain`, `finetune`, `evaluate`
+consume: a folder of audio, a LibriSpeech tree, an audiofolder (`metadata.csv`/`.jsonl`), a Kaldi data dir
+(data/kaldi.py), a Hugging Face dataset folder or parquet/arrow file (data/arrow.py), a Common Voice `.tsv`, a
+fairseq `.tsv`, a `.tsv` of audio<TAB>text pairs, a `.jsonl`/`.json` manifest (NeMo's keys too) or a `.csv` one.
+An utterance is a whole file or a span of one (`start_s`, `duration_s`: a segment of a long recording).
 
 Lengths come from the manifest or from file headers, never from decoding: the sampler needs every length before the
 first batch, and decoding a whole corpus to learn its lengths would take longer than an epoch. One bad entry is
@@ -11,15 +14,19 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import ModelConfig
 from ..errors import AudioError, ConfigError, PathError
-from ..io.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files
-from ..manifest import manifest_records
+from ..io.audio import AUDIO_EXTENSIONS, SEGMENT_SLACK_S, AudioSpan, ByteSource, audio_info, find_audio_files
+from ..manifest import AUDIO_FIELDS, manifest_records, normalize_record
 
-MANIFEST_FORMATS = (".tsv", ".jsonl", ".csv")
+MANIFEST_FORMATS = (".tsv", ".jsonl", ".json", ".csv", ".parquet", ".arrow")
+# What --data-format can force; auto detects it from the path (docs/training.md, Data).
+DATA_FORMATS = ("auto", "folder", "librispeech", "audiofolder", "kaldi", "hf", "commonvoice", "tsv", "jsonl",
+                "csv")
+COMMON_VOICE_COLUMNS = ("path", "sentence")  # a .tsv whose header has these is Common Voice, never audio<TAB>text
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,36 @@ class Utterance:
     num_samples: int  # length at the target sample rate, from the manifest or the file header
     text: str | None = None
     speaker: str | None = None  # speaker id ("103"), None when the source does not say
+    start_s: float = 0.0  # a segment of `path`: where it starts,
+    duration_s: float | None = None  # and how long it is (None: the whole file)
+    data: ByteSource | None = None  # audio that is not a file (dataset bytes, a wav.scp command); `path` lists it
+    label: str | None = None  # how messages name audio that is not a file ("train.parquet row 12")
+
+    @property
+    def audio(self) -> Path | AudioSpan:
+        """What io.audio.load_audio decodes: the file, or the span or byte source it comes from."""
+        if self.start_s == 0 and self.duration_s is None and self.data is None:
+            return self.path
+        return AudioSpan(self.path, self.start_s, self.duration_s, self.data, self.label)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data source with the options that say how to read it (the CLI's --data-format, --split, --text-column,
+    --allow-commands). `read_source` takes one wherever it takes a path; str() is the path as given."""
+
+    path: str
+    format: str = "auto"
+    split: str | None = None  # a Hugging Face DatasetDict's split
+    text_column: str | None = None  # the transcript column of a dataset or CSV (default: found by name)
+    allow_commands: bool = False  # run the commands of a Kaldi wav.scp (`... |` entries)
+
+    def __post_init__(self):
+        if self.format not in DATA_FORMATS:
+            raise ConfigError(f"data format {self.format!r}: choose one of {', '.join(DATA_FORMATS)}")
+
+    def __str__(self) -> str:
+        return self.path
 
 
 @dataclass
@@ -50,33 +87,23 @@ class DataSource:
 
 
 def read_source(spec, sample_rate: int = ModelConfig.sample_rate, need_text: bool = False) -> DataSource:
-    """Read a data source given on the command line.
+    """Read a data source given on the command line: a path, or a DataSpec (a path and how to read it).
 
-    `spec` is a folder (a LibriSpeech-style tree when it holds any `*.trans.txt`, otherwise every audio file under it,
-    with the text of a same-named `.txt` file beside it when there is one), a fairseq `.tsv` manifest (text from a
-    sibling `.wrd` or `.ltr` file), a `.jsonl` or a `.csv` manifest. With `need_text` (finetuning) utterances
-    without a transcript are skipped, and a source with none at all is an error. Raises PathError for a missing
-    path, ConfigError for anything else that makes the whole source unusable.
+    The format is detected from the path (docs/training.md, Data) unless the DataSpec forces one. With
+    `need_text` (finetuning, evaluation) utterances without a transcript are skipped, and a source with none at
+    all is an error. Raises PathError for a missing path, ConfigError for anything else that makes the whole
+    source unusable; one unusable entry is a line in `problems` ("FILE:LINE: why") and is skipped.
     """
     if sample_rate <= 0:
         raise ConfigError(f"sample rate must be positive, got {sample_rate}")
+    spec = spec if isinstance(spec, DataSpec) else DataSpec(str(spec))
     name = str(spec)
-    path = Path(spec)
+    path = Path(spec.path)
     if not path.exists():
-        raise PathError(path, "no such file or folder (expected a data folder or a .tsv, .jsonl or .csv manifest)")
-    if path.is_dir():
-        if next(path.rglob("*.trans.txt"), None) is not None:
-            utterances, problems = _read_librispeech(path, sample_rate)
-        else:
-            utterances, problems = _read_folder(path, sample_rate)
-    else:
-        suffix = path.suffix.lower()
-        if suffix not in MANIFEST_FORMATS:
-            raise ConfigError(f"{name}: unknown data source format {suffix or '(no extension)'!r}: expected a folder "
-                              "or a .tsv, .jsonl or .csv manifest")
-        reader = {".tsv": _read_tsv, ".jsonl": _read_jsonl, ".csv": _read_csv}[suffix]
-        utterances, problems = reader(path, sample_rate)
-
+        raise PathError(path, "no such file or folder (expected a data folder or a manifest: "
+                              ".tsv, .jsonl, .json, .csv, .parquet or .arrow)")
+    fmt = spec.format if spec.format != "auto" else detect_format(path)
+    utterances, problems = _reader(fmt)(path, sample_rate, spec)
     if not utterances:
         if problems:
             detail = f" ({len(problems)} entries skipped, first: {problems[0]})"
@@ -89,10 +116,60 @@ def read_source(spec, sample_rate: int = ModelConfig.sample_rate, need_text: boo
         if not any(u.text is not None for u in utterances):
             raise ConfigError(f"{name}: no transcripts: this needs text (a LibriSpeech tree with *.trans.txt, "
                               "audio files with a same-named .txt beside them, "
-                              "a .tsv with a sibling .wrd or .ltr file, or a \"text\" field in .jsonl/.csv)")
-        problems += [f"{u.path}: no transcript" for u in utterances if u.text is None]
+                              "a .tsv with a sibling .wrd or .ltr file, a \"text\" field in .jsonl/.csv, "
+                              "a Kaldi `text` file, or a text column: --text-column)")
+        problems += [f"{u.label or u.path}: no transcript" for u in utterances if u.text is None]
         utterances = [u for u in utterances if u.text is not None]
     return DataSource(name, _unique_ids(utterances), problems)
+
+
+def detect_format(path: Path) -> str:
+    """The format of a data source from what is there (files in a folder, a manifest's extension and header)."""
+    if path.is_dir():
+        if (path / "wav.scp").is_file():
+            return "kaldi"
+        if any((path / f).is_file() for f in ("dataset_dict.json", "state.json")):
+            return "hf"
+        if any((path / f).is_file() for f in ("metadata.csv", "metadata.jsonl")):
+            return "audiofolder"
+        return "librispeech" if next(path.rglob("*.trans.txt"), None) is not None else "folder"
+    suffix = path.suffix.lower()
+    if suffix not in MANIFEST_FORMATS:
+        raise ConfigError(f"{path}: unknown data source format {suffix or '(no extension)'!r}: expected a folder "
+                          "or a .tsv, .jsonl, .json, .csv, .parquet or .arrow manifest (or say which with "
+                          "--data-format)")
+    if suffix == ".tsv":
+        return "commonvoice" if _is_common_voice_header(_first_line(path)) else "tsv"
+    return {".json": "jsonl", ".parquet": "hf", ".arrow": "hf"}.get(suffix, suffix[1:])
+
+
+def _reader(fmt: str):
+    """The reader of a format: (path, sample_rate, spec) -> (utterances, problems)."""
+    from . import arrow, kaldi
+
+    return {
+        "folder": lambda p, rate, spec: _read_folder(_need_dir(p, fmt), rate),
+        "librispeech": lambda p, rate, spec: _read_librispeech(_need_dir(p, fmt), rate),
+        "audiofolder": lambda p, rate, spec: _read_audiofolder(_need_dir(p, fmt), rate, spec.text_column),
+        "kaldi": lambda p, rate, spec: kaldi.read_kaldi_dir(_need_dir(p, fmt), rate, spec.allow_commands),
+        "hf": lambda p, rate, spec: arrow.read_dataset(p, rate, spec.split, spec.text_column),
+        "commonvoice": lambda p, rate, spec: _read_common_voice(_need_file(p, fmt), rate),
+        "tsv": lambda p, rate, spec: _read_tsv(_need_file(p, fmt), rate),
+        "jsonl": lambda p, rate, spec: _read_records(p, _read_lines(_need_file(p, fmt)), "jsonl", rate),
+        "csv": lambda p, rate, spec: _read_csv(_need_file(p, fmt), rate, spec.text_column),
+    }[fmt]
+
+
+def _need_dir(path: Path, fmt: str) -> Path:
+    if not path.is_dir():
+        raise ConfigError(f"{path}: --data-format {fmt} needs a folder")
+    return path
+
+
+def _need_file(path: Path, fmt: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{path}: --data-format {fmt} needs a manifest file, not a folder")
+    return path
 
 
 def _read_librispeech(root: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:
@@ -156,6 +233,9 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
     """
     lines = _read_lines(manifest)
     if lines and "\t" in lines[0]:  # a fairseq root line never holds a tab
+        if set(lines[0].split("\t")) & {"sentence", "client_id"}:  # a header, never an audio<TAB>text pair
+            raise ConfigError(f"{manifest}: the first line looks like a Common Voice header but lacks "
+                              f"{' or '.join(COMMON_VOICE_COLUMNS)} columns")
         return _read_records(manifest, lines, "tsv", sample_rate)
     if not lines or not lines[0].strip():
         raise ConfigError(f"{manifest}: empty manifest: the first line must be the audio root folder")
@@ -187,17 +267,19 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
     return utterances, problems
 
 
-def _read_records(manifest: Path, lines: list[str], fmt: str, sample_rate: int
+def _read_records(manifest: Path, lines: list[str], fmt: str, sample_rate: int, text_column: str | None = None
                   ) -> tuple[list[Utterance], list[str]]:
-    """A manifest of one record per line (`.jsonl`, or a `.tsv` of `audio<TAB>text` pairs, what `w2v2 align
-    --manifest` reads), parsed by the one manifest-line parser."""
+    """A manifest of one record per line (`.jsonl`, NeMo's `audio_filepath`/`offset` included, or a `.tsv` of
+    `audio<TAB>text` pairs, what `w2v2 align --manifest` reads), parsed by the one manifest-line parser."""
     utterances: list[Utterance] = []
     problems: list[str] = []
+    headers: dict = {}
     for where, record in manifest_records(lines, str(manifest), fmt):
         if isinstance(record, str):
             problems.append(f"{where}: {record}")
         else:
-            _add_record(record, where, manifest.parent, sample_rate, utterances, problems)
+            _add_record(normalize_record(record, text_column), where, manifest.parent, sample_rate, utterances,
+                        problems, headers)
     return utterances, problems
 
 
@@ -224,29 +306,97 @@ def _letters_to_words(line: str) -> str:
     return " ".join(w for w in ("".join(word.split()) for word in line.split("|")) if w)
 
 
-def _read_jsonl(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:
-    return _read_records(manifest, _read_lines(manifest), "jsonl", sample_rate)
-
-
-def _read_csv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:
+def _read_csv(manifest: Path, sample_rate: int, text_column: str | None = None) -> tuple[list[Utterance], list[str]]:
     """CSV with a header row. An empty cell means the field is absent: CSV cannot tell "" from missing."""
+    return _read_table(manifest, sample_rate, manifest.parent, text_column)
+
+
+def _read_table(manifest: Path, sample_rate: int, base: Path, text_column: str | None,
+                delimiter: str = ",") -> tuple[list[Utterance], list[str]]:
     utterances: list[Utterance] = []
     problems: list[str] = []
-    with open(manifest, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheet exports start with a BOM
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "audio" not in [c.strip() for c in reader.fieldnames]:
-            raise ConfigError(f"{manifest}: the header row needs an \"audio\" column "
-                              f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})")
-        for row in reader:
-            record = {k.strip(): v for k, v in row.items() if isinstance(k, str) and v not in (None, "")}
-            _add_record(record, f"{manifest}:{reader.line_num}", manifest.parent, sample_rate, utterances, problems)
+    headers: dict = {}
+    try:
+        # utf-8-sig: spreadsheet exports start with a BOM; QUOTE_NONE for tabs (Common Voice text has quotes)
+        with open(manifest, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter=delimiter,
+                                    quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            if not set(columns) & set(AUDIO_FIELDS):
+                raise ConfigError(f"{manifest}: the header row needs an \"audio\" column "
+                                  f"(found: {', '.join(columns) or 'nothing'})")
+            if text_column is not None and text_column not in columns:
+                raise ConfigError(f"{manifest}: --text-column {text_column!r} is not a column "
+                                  f"(found: {', '.join(columns)})")
+            for row in reader:
+                record = {k.strip(): v for k, v in row.items() if isinstance(k, str) and v not in (None, "")}
+                _add_record(normalize_record(record, text_column), f"{manifest}:{reader.line_num}", base,
+                            sample_rate, utterances, problems, headers)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return utterances, problems
 
 
+def _read_audiofolder(root: Path, sample_rate: int, text_column: str | None) -> tuple[list[Utterance], list[str]]:
+    """Hugging Face's audiofolder layout: `metadata.csv` or `metadata.jsonl` with `file_name` (relative to the
+    folder) and a text column, beside the audio."""
+    if (root / "metadata.jsonl").is_file():
+        manifest = root / "metadata.jsonl"
+        return _read_records(manifest, _read_lines(manifest), "jsonl", sample_rate, text_column)
+    return _read_csv(root / "metadata.csv", sample_rate, text_column)
+
+
+def _read_common_voice(tsv: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:
+    """A Common Voice split (`train.tsv`, `validated.tsv`...): `client_id` (the speaker), `path` (a clip in
+    `clips/` beside the .tsv), `sentence`. Lengths come from `clip_durations.tsv` when the release has one (no
+    mp3 header to read per clip), else from the clips' headers."""
+    clips = tsv.parent / "clips"
+    durations = _common_voice_durations(tsv.parent / "clip_durations.tsv")
+    utterances: list[Utterance] = []
+    problems: list[str] = []
+    headers: dict = {}
+    with open(tsv, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for row in reader:
+            where = f"{tsv}:{reader.line_num}"
+            if None in row or any(v is None for v in row.values()):
+                problems.append(f"{where}: expected {len(reader.fieldnames or [])} tab-separated columns")
+                continue
+            record = {"audio": row["path"], "text": row["sentence"], "speaker": row.get("client_id") or None}
+            if row["path"] in durations:
+                record["duration"] = durations[row["path"]]
+            _add_record(record, where, clips, sample_rate, utterances, problems, headers)
+    return utterances, problems
+
+
+def _common_voice_durations(path: Path) -> dict[str, float]:
+    """clip -> seconds from a release's clip_durations.tsv (`clip<TAB>duration[ms]`), empty when absent."""
+    if not path.is_file():
+        return {}
+    durations = {}
+    for line in _read_lines(path)[1:]:
+        clip, _, ms = line.partition("\t")
+        try:
+            durations[clip] = float(ms) / 1000
+        except ValueError:
+            continue  # a bad line costs only the shortcut: that clip's header is read instead
+    return durations
+
+
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        return f.readline().rstrip("\r\n")
+
+
+def _is_common_voice_header(line: str) -> bool:
+    return set(COMMON_VOICE_COLUMNS) <= set(line.split("\t"))
+
+
 def _add_record(record: dict, where: str, base: Path, sample_rate: int, utterances: list[Utterance],
-                problems: list[str]) -> None:
-    """One .jsonl object or .csv row -> an Utterance, or a line in `problems`. Fields: audio, text, duration
-    (seconds; when given, the header is not read), speaker, id."""
+                problems: list[str], headers: dict | None = None) -> None:
+    """One .jsonl object or .csv row -> an Utterance, or a line in `problems`. Fields (after normalize_record):
+    audio, text, duration (seconds; when given, the header is not read), offset (seconds: the utterance is a
+    segment of the file from there, `duration` long or to the end), speaker, id."""
     audio_field = record.get("audio")
     if not isinstance(audio_field, str) or not audio_field.strip():
         problems.append(f"{where}: needs an \"audio\" path")
@@ -260,31 +410,76 @@ def _add_record(record: dict, where: str, base: Path, sample_rate: int, utteranc
     if not audio.is_file():
         problems.append(f"{where}: {audio}: no such file")
         return
-    duration = record.get("duration")
-    if duration is not None:
-        try:
-            seconds = float(duration)
-        except (TypeError, ValueError):
-            seconds = math.nan
-        if isinstance(duration, bool) or not math.isfinite(seconds):
-            problems.append(f"{where}: \"duration\" must be a number of seconds, got {duration!r}")
-            return
-        num_samples = round(seconds * sample_rate)
-        if num_samples <= 0:
-            problems.append(f"{where}: non-positive duration ({duration!r} s)")
-            return
-    else:
-        num_samples = _header_samples(audio, sample_rate, problems)
-        if num_samples is None:
-            return
+    seconds = {}
+    for key in ("duration", "offset"):
+        if record.get(key) is not None:
+            seconds[key] = _seconds(record[key])
+            if seconds[key] is None or (key == "duration" and seconds[key] <= 0) or seconds[key] < 0:
+                kind = "positive" if key == "duration" else "non-negative"
+                problems.append(f"{where}: \"{key}\" must be a {kind} number of seconds, got {record[key]!r}")
+                return
     utt_id = record.get("id")
     if utt_id is None:  # the path as written, relative to the manifest's folder; an absolute one only if outside it
         utt_id = _relative_id(audio, base) if given.is_absolute() else given.with_suffix("").as_posix()
-    else:
-        utt_id = str(utt_id)
+        if "offset" in seconds:
+            utt_id = segment_id(utt_id, seconds["offset"])
     speaker = record.get("speaker")
-    utterances.append(Utterance(utt_id, audio, num_samples, text.strip() if text is not None else None,
-                                None if speaker is None else str(speaker)))
+    utt = Utterance(str(utt_id), audio, 0, text.strip() if text is not None else None,
+                    None if speaker is None else str(speaker))
+    if "offset" in seconds:
+        utt = segment(utt, seconds["offset"], seconds.get("duration"), where, sample_rate, problems, headers)
+    elif "duration" in seconds:
+        utt = replace(utt, num_samples=round(seconds["duration"] * sample_rate))
+    else:
+        num_samples = _header_samples(audio, sample_rate, problems)
+        utt = None if num_samples is None else replace(utt, num_samples=num_samples)
+    if utt is not None:
+        utterances.append(utt)
+
+
+def _seconds(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def segment_id(base_id: str, start_s: float) -> str:
+    """The id of a segment without one of its own: the file's id and where it starts, so segments of one
+    recording get distinct, readable ids (`long@12.340`)."""
+    return f"{base_id}@{start_s:.3f}"
+
+
+def segment(utt: Utterance, start_s: float, duration_s: float | None, where: str, sample_rate: int,
+            problems: list[str], headers: dict | None) -> Utterance | None:
+    """`utt` as the segment [start_s, start_s + duration_s) of its file (to the end for None), checked against
+    the file's length from its header (read once per file through `headers`); a segment that starts past the
+    end or ends more than SEGMENT_SLACK_S past it is a line in `problems`. An end within the slack is clipped."""
+    headers = {} if headers is None else headers
+    if utt.path not in headers:
+        try:
+            frames, rate = audio_info(utt.path)
+            headers[utt.path] = frames / rate if rate > 0 else 0.0
+        except AudioError as exc:
+            headers[utt.path] = exc
+    file_s = headers[utt.path]
+    if isinstance(file_s, AudioError):
+        problems.append(f"{where}: {file_s}")
+        return None
+    end_s = file_s if duration_s is None else start_s + duration_s
+    if start_s >= file_s or end_s > file_s + SEGMENT_SLACK_S:
+        problems.append(f"{where}: segment {start_s:.3f}-{end_s:.3f} s is past the end of {utt.path} "
+                        f"({file_s:.3f} s)")
+        return None
+    duration_s = min(end_s, file_s) - start_s
+    num_samples = round(duration_s * sample_rate)
+    if num_samples <= 0:
+        problems.append(f"{where}: empty segment ({start_s:.3f}-{end_s:.3f} s)")
+        return None
+    return replace(utt, num_samples=num_samples, start_s=start_s, duration_s=duration_s)
 
 
 def _header_samples(audio: Path, sample_rate: int, problems: list[str]) -> int | None:
@@ -317,7 +512,7 @@ def _unique_ids(utterances: list[Utterance]) -> list[Utterance]:
             n += 1
             new_id = f"{utt.id}#{n}"
         used.add(new_id)
-        result.append(utt if new_id == utt.id else Utterance(new_id, utt.path, utt.num_samples, utt.text, utt.speaker))
+        result.append(utt if new_id == utt.id else replace(utt, id=new_id))
     return result
 
 

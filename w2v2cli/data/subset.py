@@ -59,11 +59,17 @@ def select_hours(utterances: list[Utterance], hours: float, seed: int,
 
 
 def write_manifest(utterances: list[Utterance], path: Path, sample_rate: int = ModelConfig.sample_rate) -> None:
-    """JSONL that `read_source` reads back: the subset can be shared and reproduced."""
+    """JSONL that `read_source` reads back: the subset can be shared and reproduced. A segment keeps its
+    "offset"; audio that is not a file of its own (a dataset's bytes, a wav.scp command) is listed by the file
+    that holds it and its "from" label, which only that source can read."""
     with atomic_open(path) as f:
         for u in utterances:
             record = {"id": u.id, "audio": str(Path(u.path).resolve()), "text": u.text,
                       "duration": u.num_samples / sample_rate}
+            if u.start_s or u.duration_s is not None:
+                record.update(offset=u.start_s, duration=u.duration_s)
+            if u.data is not None:
+                record["from"] = u.label or str(u.path)
             if u.speaker is not None:
                 record["speaker"] = u.speaker
             f.write(json.dumps(record, ensure_ascii=False) + "\n")

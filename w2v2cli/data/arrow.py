@@ -1,0 +1,201 @@
+"""Hugging Face datasets, read with pyarrow alone (no `datasets`, no its audio decoding): a folder written by
+`save_to_disk` (a Dataset: `*.arrow` + `dataset_info.json` + `state.json`; a DatasetDict: `dataset_dict.json` and
+one such folder per split), a folder of `*.parquet`/`*.arrow` files, or one such file.
+
+The audio column (`audio`, or the first column of `{bytes, path}` structs) holds a path or the encoded file's
+bytes; bytes stay in the dataset and are fetched per utterance by `ArrowCell` (memory-mapped for arrow files, one
+row group at a time for parquet), then decoded like a file by io/audio.py. The transcript column is found by name
+(manifest.TEXT_FIELDS) or given; the speaker comes from `speaker_id`/`client_id`/`speaker` when there is one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AudioError, ConfigError
+from ..io.audio import AudioSpan, audio_info
+from ..io.common import import_optional
+from ..manifest import AUDIO_FIELDS, SPEAKER_FIELDS, TEXT_FIELDS
+from .sources import Utterance
+
+INSTALL = "pip install 'w2v2cli[datasets]' (pyarrow) to read Hugging Face datasets"
+DURATION_FIELDS = ("duration", "audio_length", "length_s")  # seconds, when a dataset has them: no header reads
+
+
+def _pyarrow():
+    pa = import_optional("pyarrow", INSTALL)
+    import_optional("pyarrow.parquet", INSTALL)  # a submodule: `pa.parquet` exists once it is imported
+    return pa
+
+
+@functools.lru_cache(maxsize=4)
+def _arrow_table(path: str):
+    """An arrow file as a table over a memory map: rows are read from the page cache, nothing is copied. The
+    IPC stream format is what save_to_disk writes; the file format is accepted too."""
+    pa = _pyarrow()
+    try:
+        return pa.ipc.open_stream(pa.memory_map(path)).read_all()
+    except pa.ArrowInvalid:
+        return pa.ipc.open_file(pa.memory_map(path)).read_all()
+
+
+@functools.lru_cache(maxsize=2)
+def _row_group(path: str, group: int, column: str):
+    return _pyarrow().parquet.ParquetFile(path).read_row_group(group, columns=[column]).column(column)
+
+
+@dataclass(frozen=True)
+class ArrowCell:
+    """The encoded audio of one row (a ByteSource): picklable, so loader workers fetch it themselves."""
+
+    file: Path
+    row: int
+    column: str
+
+    def read(self) -> bytes:
+        if self.file.suffix.lower() == ".parquet":
+            metadata = _pyarrow().parquet.ParquetFile(str(self.file)).metadata
+            first = 0
+            for group in range(metadata.num_row_groups):
+                rows = metadata.row_group(group).num_rows
+                if self.row < first + rows:
+                    value = _row_group(str(self.file), group, self.column)[self.row - first].as_py()
+                    break
+                first += rows
+            else:
+                raise AudioError(f"{self.file} row {self.row}", "no such row")
+        else:
+            value = _arrow_table(str(self.file)).column(self.column)[self.row].as_py()
+        raw = value.get("bytes") if isinstance(value, dict) else value
+        if not isinstance(raw, bytes):
+            raise AudioError(f"{self.file} row {self.row}", "no audio bytes in this row")
+        return raw
+
+
+@dataclass(frozen=True)
+class _Inline:
+    raw: bytes
+
+    def read(self) -> bytes:
+        return self.raw
+
+
+def read_dataset(path: Path, sample_rate: int, split: str | None, text_column: str | None
+                 ) -> tuple[list[Utterance], list[str]]:
+    pa = _pyarrow()
+    utterances: list[Utterance] = []
+    problems: list[str] = []
+    for file in _data_files(path, split):
+        try:
+            if file.suffix.lower() == ".parquet":
+                table = pa.parquet.read_table(str(file))
+            else:
+                table = _arrow_table(str(file))
+        except (pa.ArrowException, OSError) as exc:
+            raise ConfigError(f"{file}: cannot be read as a dataset file ({str(exc).splitlines()[0]})") from None
+        _read_table(file, table, path if path.is_dir() else path.parent, sample_rate, text_column, utterances,
+                    problems)
+    return utterances, problems
+
+
+def _data_files(path: Path, split: str | None) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        if split is None and len(splits) == 1:
+            split = splits[0]
+        if split is None or split not in splits:
+            what = "has the splits" if split is None else f"has no split {split!r}; its splits are"
+            raise ConfigError(f"{path}: this dataset {what} {', '.join(splits)}: choose one with --split "
+                              "(or give the split's folder)")
+        path = path / split
+    elif split is not None:
+        raise ConfigError(f"{path}: --split {split}: this folder is one dataset, not a dataset dict with splits")
+    files = sorted(path.glob("*.arrow")) or sorted(path.glob("*.parquet"))
+    if not files:
+        raise ConfigError(f"{path}: no .arrow or .parquet files in this dataset folder")
+    return files
+
+
+def _read_table(file: Path, table, base: Path, sample_rate: int, text_column: str | None,
+                utterances: list[Utterance], problems: list[str]) -> None:
+    names = table.column_names
+    audio_column = next((c for c in AUDIO_FIELDS if c in names), None) or next(
+        (c for c in names if _is_audio_struct(table.schema.field(c).type)), None)
+    if audio_column is None:
+        raise ConfigError(f"{file}: no audio column (an \"audio\" column of paths or bytes; columns: "
+                          f"{', '.join(names)})")
+    if text_column is not None and text_column not in names:
+        raise ConfigError(f"{file}: --text-column {text_column!r} is not a column (columns: {', '.join(names)})")
+    text_name = text_column or next((c for c in TEXT_FIELDS if c in names), None)
+    speaker_name = next((c for c in SPEAKER_FIELDS if c in names), None)
+    duration_name = next((c for c in DURATION_FIELDS if c in names), None)
+    columns = {name: table.column(name).to_pylist() for name in (text_name, speaker_name, duration_name, "id")
+               if name in names}
+    audio_values = table.column(audio_column)
+    for row in range(table.num_rows):
+        where = f"{file} row {row}"
+        value = audio_values[row].as_py()
+        text = columns[text_name][row] if text_name else None
+        if text is not None and not isinstance(text, str):
+            problems.append(f"{where}: the text column {text_name!r} holds {type(text).__name__}, not text")
+            continue
+        utt = _utterance(file, row, audio_column, value, base, where, problems)
+        if utt is None:
+            continue
+        seconds = columns[duration_name][row] if duration_name else None
+        num_samples = _num_samples(utt, seconds, sample_rate, value, where, problems)
+        if num_samples is None:
+            continue
+        speaker = columns[speaker_name][row] if speaker_name else None
+        utt_id = columns["id"][row] if "id" in columns else None
+        utterances.append(Utterance(str(utt_id) if utt_id is not None else utt.id, utt.path, num_samples,
+                                    None if text is None else " ".join(text.split()),
+                                    None if speaker is None else str(speaker), data=utt.data, label=utt.label))
+
+
+def _is_audio_struct(kind) -> bool:
+    return hasattr(kind, "get_field_index") and kind.get_field_index("bytes") >= 0
+
+
+def _utterance(file: Path, row: int, column: str, value, base: Path, where: str,
+               problems: list[str]) -> Utterance | None:
+    """The row's audio: its bytes in the dataset (an ArrowCell) or the file its path names."""
+    raw = value.get("bytes") if isinstance(value, dict) else value if isinstance(value, bytes) else None
+    if raw:
+        # the original file's name when the dataset kept it, else the row: ids stay readable and stable
+        name = value.get("path") if isinstance(value, dict) else None
+        return Utterance(Path(name).with_suffix("").as_posix() if name else f"{file.stem}/{row}", file, 0,
+                         data=ArrowCell(file, row, column), label=where)
+    given = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
+    if not given:
+        problems.append(f"{where}: no audio (neither bytes nor a path)")
+        return None
+    audio = Path(given) if Path(given).is_absolute() else base / given
+    if not audio.is_file():
+        problems.append(f"{where}: {audio}: no such file")
+        return None
+    return Utterance(Path(given).with_suffix("").as_posix() if not Path(given).is_absolute() else audio.stem,
+                     audio, 0)
+
+
+def _num_samples(utt: Utterance, seconds, sample_rate: int, value, where: str, problems: list[str]) -> int | None:
+    """From the dataset's duration column, else the audio's header (the bytes are at hand: no second read)."""
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0:
+        return round(seconds * sample_rate)
+    raw = value.get("bytes") if isinstance(value, dict) else value
+    source = AudioSpan(utt.path, data=_Inline(raw), label=where) if utt.data is not None else utt.path
+    try:
+        frames, rate = audio_info(source)
+    except AudioError as exc:
+        problems.append(f"{where}: {exc.reason}")
+        return None
+    num_samples = frames * sample_rate // rate if rate > 0 else 0
+    if num_samples <= 0:
+        problems.append(f"{where}: contains no audio samples")
+        return None
+    return num_samples
