@@ -1,11 +1,14 @@
 """Models by name (w2v2cli/hub.py) against a stand-in Hub on 127.0.0.1 (tests/hub_server.py): never the network."""
 
+import gc
 import json
 import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
+from helpers import SAMPLE_RATE, run_cli, speechlike
 from safetensors.torch import save_file
 
 from w2v2cli.hub import (
@@ -35,8 +38,10 @@ def make_repo(folder: Path, files, marker: str = "main") -> Path:
     for name in files:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if name == "config.json":
-            path.write_text(json.dumps({"model_type": "wav2vec2", "marker": marker}))
+        if name == "config.json":  # what check_config needs of a wav2vec 2.0 config (no defaults for the conv stack)
+            path.write_text(json.dumps({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForCTC"],
+                                        "conv_dim": [32, 32], "conv_kernel": [10, 3], "conv_stride": [5, 2],
+                                        "marker": marker}))
         elif name == "vocab.json":
             path.write_text(json.dumps({"<pad>": 0, "<unk>": 1, "|": 2, "A": 3}))
         elif name == "model.safetensors.index.json":
@@ -304,7 +309,24 @@ def test_progress_goes_to_stderr_and_can_be_silenced(start_hub, tmp_path, capfd)
     start_hub({"org/a": {"main": make_repo(tmp_path / "a", NEEDED)},
                "org/b": {"main": make_repo(tmp_path / "b", NEEDED)}})
     download("org/a")
+    gc.collect()  # huggingface_hub never closes its byte bars: they print their last state when collected
     out, err = capfd.readouterr()
-    assert out == "" and "Fetching 4 files" in err
+    assert out == "" and "Fetching 3 files" in err and "Fetching 1 files" in err  # configs, then weights
     download("org/b", progress=False)
     assert capfd.readouterr() == ("", "")
+
+
+def test_an_unsupported_model_is_refused_before_its_weights_are_fetched(start_hub, tmp_path):
+    """config.json comes first and is checked (io/hf.py check_config): a Whisper repo is one line, exit 4, and its
+    weights are never asked for, so a 4 GB model this toolkit cannot run costs a few kilobytes."""
+    repo = make_repo(tmp_path / "repo", NEEDED)
+    (repo / "config.json").write_text(json.dumps({"model_type": "whisper", "architectures": ["WhisperForCTC"]}))
+    hub = start_hub({"openai/whisper-tiny": {"main": repo}})
+    wav = tmp_path / "a.wav"
+    sf.write(wav, speechlike(8000), SAMPLE_RATE)
+    result = run_cli("transcribe", "--model", "openai/whisper-tiny", wav, "-q")
+    assert result.returncode == 4 and result.stdout == ""
+    assert result.stderr.startswith("w2v2: error: ") and result.stderr.count("\n") == 1
+    assert "whisper" in result.stderr and "Traceback" not in result.stderr
+    assert "config.json" in hub.fetched() and "model.safetensors" not in hub.fetched()
+    assert not any(h.filename == "model.safetensors" for h in hub.hits("resolve"))  # not even a HEAD

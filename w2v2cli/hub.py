@@ -6,8 +6,10 @@ land in huggingface_hub's own cache, so a model fetched once is reused by every 
 
 Only the files a wav2vec 2.0 CTC model needs are fetched: configs, vocabulary, tokenizer files, safetensors weights
 (single or sharded), and pyctcdecode's `language_model/` folder when the repo has one. `pytorch_model.bin` is taken
-only from repos without safetensors weights. MMS keeps one adapter per language beside its weights (~1,100 files):
-none is fetched with the model; `download_file` fetches the one a language needs.
+only from repos without safetensors weights. The small files come first and config.json is checked
+(io/hf.py `check_config`): a model this toolkit cannot run is refused before its weights are fetched. MMS keeps one
+adapter per language beside its weights (~1,100 files): none is fetched with the model; `resolve(...,
+language=...)` fetches the one a language needs.
 
 huggingface_hub's settings are honoured: `HF_HOME` / `HF_HUB_CACHE` (the cache), `HF_HUB_OFFLINE` (cache only),
 `HF_TOKEN` (gated and private repos) and `HF_ENDPOINT` (a mirror). huggingface_hub reads all but `HF_TOKEN` once,
@@ -66,11 +68,12 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
                "Massively Multilingual Speech 1B; other languages need their adapter (download_file)"),
 )}
 
-# What `download` fetches besides the weights. The loader reads all of these when present (io/hf.py);
-# alphabet.json and language_model/ are what transformers' Wav2Vec2ProcessorWithLM saves for pyctcdecode.
+# What `download` fetches besides the weights, first, so that config.json can be checked before the weights come.
+# The loader reads all of these when present (io/hf.py); alphabet.json and language_model/ (a word LM, possibly
+# large, so it comes with the weights) are what transformers' Wav2Vec2ProcessorWithLM saves for pyctcdecode.
 MODEL_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "vocab.json",
-               "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "alphabet.json",
-               "language_model/*")
+               "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "alphabet.json")
+LANGUAGE_MODEL_FILES = "language_model/*"
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
 PICKLE_WEIGHTS = "pytorch_model.bin"
 
@@ -227,7 +230,11 @@ def download(repo_id: str, revision: str | None = None, *, progress: bool = True
     with _hub_errors(hub, repo_id, revision):
         if revision and _COMMIT.fullmatch(revision):  # a branch or tag is looked up first, which fails at once
             _fail_fast_if_unreachable(hub, repo_id, revision, "config.json")
-        folder = Path(_snapshot(hub, repo_id, revision, MODEL_FILES + SAFETENSORS_WEIGHTS, progress))
+        folder = Path(_snapshot(hub, repo_id, revision, MODEL_FILES, progress))
+        _check_config(folder)
+        # Pinned to the commit the small files came from (the snapshot folder's name): no second look-up of the
+        # revision, and weights from the same commit as the config even if the branch moves meanwhile.
+        folder = Path(_snapshot(hub, repo_id, folder.name, (*SAFETENSORS_WEIGHTS, LANGUAGE_MODEL_FILES), progress))
         files = _repo_files(hub, repo_id, folder)
         if files is None:  # cached by an older huggingface_hub, and the Hub not reached: judge by what is on disk
             files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
@@ -236,9 +243,17 @@ def download(repo_id: str, revision: str | None = None, *, progress: bool = True
         if _has_safetensors(files):
             return folder
         if PICKLE_WEIGHTS in files:
-            # The commit is the snapshot folder's name: pinning it skips a second look-up of the revision.
             return Path(_snapshot(hub, repo_id, folder.name, (PICKLE_WEIGHTS,), progress))
     raise NoWeightsError(repo_id, revision)
+
+
+def _check_config(folder: Path) -> None:
+    """Refuse a repo whose config.json this toolkit cannot load (Whisper, say) before its weights are fetched;
+    the one-line error (ModelFileError, exit 4) names the file in the cache."""
+    from .io.hf import check_config
+
+    if (folder / "config.json").is_file():  # without one, the loader says what is missing once weights are in
+        check_config(folder)
 
 
 def download_file(repo_id: str, filename: str, revision: str | None = None, *, progress: bool = True) -> Path:
