@@ -31,9 +31,9 @@ def test_head_larger_than_vocab_gets_inert_tokens(tmp_path):
         ("bad-json", "unreadable JSON"),
         ("no-weights", "no weights"),
         ("no-vocab", "vocab.json is missing"),
-        ("multilingual", "multi-language"),
+        ("multilingual", "one vocabulary per language: choose one with --language (eng, fra)"),
         ("vocab-too-big", "does not fit the CTC head"),
-        ("other-model", "is not wav2vec2"),
+        ("other-model", "model_type 'whisper' is not a model this toolkit runs"),
         ("adapter", "adapter"),
         ("wrong-shape", "wrong shape"),
     ],
@@ -54,7 +54,7 @@ def test_broken_folders_give_one_clear_error(tmp_path, breakage, reason):
     elif breakage == "vocab-too-big":
         (tmp_path / "vocab.json").write_text(json.dumps({f"t{i}": i for i in range(len(VOCAB) + 3)}))
     elif breakage == "other-model":
-        config["model_type"] = "hubert"
+        config["model_type"] = "whisper"
     elif breakage == "adapter":
         config["add_adapter"] = True
     elif breakage == "wrong-shape":

@@ -27,6 +27,10 @@ def conv_geometry(conv_layers) -> tuple[int, int]:
 # How training from scratch starts the conv stack (ModelConfig.conv_init; see Wav2Vec2._init_weights).
 CONV_INITS = ("kaiming", "envelope")
 
+# Checkpoint families that run on the one model core: the same conv stack, projection and Transformer, with the
+# few parts each adds switched on by the fields below. The name is the transformers `model_type`.
+FAMILIES = ("wav2vec2", "hubert", "data2vec-audio", "wavlm")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -54,6 +58,13 @@ class ModelConfig:
     feature_dropout: float = 0.1  # fairseq dropout_input: after the feature projection
     final_dropout: float = 0.0  # before the CTC head
     layerdrop: float = 0.05  # probability of skipping a Transformer layer
+    # Family (what HuBERT, data2vec-audio, WavLM and MMS add to the core) -----------------------------------------
+    family: str = "wav2vec2"  # one of FAMILIES: the checkpoint layout read and written (export --format hf)
+    feature_projection_norm: bool = True  # LayerNorm on conv features before the projection (HuBERT may omit it)
+    pos_conv_depth: int = 0  # 0: one weight-normed positional conv; N: data2vec-audio's N stacked conv+LayerNorm
+    relative_position_buckets: int = 0  # WavLM's gated relative position bias (320 buckets); 0: none
+    relative_position_max_distance: int = 800  # WavLM: distance (frames) where the log-spaced buckets end
+    adapter_dim: int = 0  # MMS attention adapters (adapter_attn_dim) after each pre-LN layer's FFN; 0: none
     # CTC head -----------------------------------------------------------------------------------------------------
     vocab_size: int = 0  # 0: no CTC head (a pretrained or bare encoder)
 
@@ -73,6 +84,16 @@ class ModelConfig:
             problems.append(f"dim ({self.dim}) must be a positive multiple of num_heads ({self.num_heads})")
         if self.pos_conv_groups < 1 or self.dim % self.pos_conv_groups:
             problems.append(f"dim ({self.dim}) must be a multiple of pos_conv_groups ({self.pos_conv_groups})")
+        if self.family not in FAMILIES:
+            problems.append(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        if min(self.pos_conv_depth, self.relative_position_buckets, self.adapter_dim) < 0:
+            problems.append("pos_conv_depth, relative_position_buckets and adapter_dim must be >= 0")
+        buckets, distance = self.relative_position_buckets, self.relative_position_max_distance
+        if buckets and (buckets < 8 or distance <= buckets // 4):  # the log-spaced buckets start at buckets / 4
+            problems.append("relative_position_buckets must be >= 8 and relative_position_max_distance larger than "
+                            "a quarter of them")
+        if self.adapter_dim and not self.layer_norm_first:
+            problems.append("attention adapters (adapter_dim) need a pre-LN Transformer (layer_norm_first)")
         if self.num_layers < 0 or self.ffn_dim < 1 or self.pos_conv_kernel < 1 or self.vocab_size < 0:
             problems.append("num_layers, ffn_dim, pos_conv_kernel and vocab_size must be non-negative sizes")
         if problems:

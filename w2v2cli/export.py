@@ -241,11 +241,14 @@ def _export_torchscript(model: Wav2Vec2, path: Path) -> None:
 def _hf_runner(path: Path, model: Wav2Vec2) -> Callable:
     transformers = import_optional("transformers", TRANSFORMERS_INSTALL)
     transformers.utils.logging.disable_progress_bar()
-    hf = transformers.Wav2Vec2ForCTC.from_pretrained(str(path)).eval()
+    from .io.hf import LAYOUTS
+
+    hf_class = getattr(transformers, f"{LAYOUTS[model.config.family].architecture}ForCTC")  # HubertForCTC, ...
+    hf = hf_class.from_pretrained(str(path)).eval()
     extractor = transformers.Wav2Vec2FeatureExtractor.from_pretrained(str(path))
 
     def run(waveforms, lengths):
-        # transformers normalizes in its feature extractor; one utterance at a time (see GROUP_NORM_NOTE).
+        # transformers normalizes in its feature extractor; one at a time where padding matters (BATCH_NOTE).
         inputs = extractor([w[: int(n)].numpy() for w, n in zip(waveforms, lengths)],
                            sampling_rate=model.config.sample_rate, return_tensors="pt", padding=True)
         with torch.inference_mode():
@@ -369,9 +372,11 @@ def tolerance_for(fmt: str, quantize: str | None = None, precision: str = "fp32"
 
 def _verify(model, fmt, runner, quantize, precision, report: ExportReport) -> None:
     tolerance = tolerance_for(fmt, quantize, precision)
-    # transformers' batched outputs of a group-norm model depend on padding (GROUP_NORM_NOTE).
+    from .io.hf import padding_free_in_transformers
+
+    # transformers' batched outputs of some models depend on padding (io/hf.py, BATCH_NOTE).
     diff, used, agreement = _compare(model, runner, tolerance,
-                                     batch=not (fmt == "hf" and model.config.feature_norm == "group"))
+                                     batch=not (fmt == "hf" and not padding_free_in_transformers(model.config)))
     report.max_abs_diff, report.tolerance, report.tolerance_used = diff, str(tolerance), used
     report.transcript_agreement, report.transcripts_equal = agreement, agreement == 1.0
     if quantize:

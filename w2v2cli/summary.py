@@ -11,8 +11,17 @@ from .model import Wav2Vec2
 # Fields that define the architecture (the rest are training-time regularization or the head size).
 _ARCHITECTURE_FIELDS = (
     "conv_layers", "feature_norm", "conv_bias", "dim", "num_layers", "num_heads", "ffn_dim", "activation",
-    "layer_norm_first", "pos_conv_kernel", "pos_conv_groups",
+    "layer_norm_first", "pos_conv_kernel", "pos_conv_groups", "family", "feature_projection_norm", "pos_conv_depth",
+    "relative_position_buckets", "adapter_dim",
 )
+
+_FAMILY_NAMES = {"wav2vec2": "wav2vec 2.0", "hubert": "HuBERT", "data2vec-audio": "data2vec-audio", "wavlm": "WavLM"}
+
+
+def family_name(config: ModelConfig) -> str:
+    """The model family as people name it ("WavLM"; "wav2vec 2.0 + MMS adapters")."""
+    name = _FAMILY_NAMES[config.family]
+    return f"{name} + MMS adapters" if config.adapter_dim else name
 
 
 def architecture_name(config: ModelConfig) -> str:
@@ -59,6 +68,7 @@ def describe_model(model: Wav2Vec2, path=None) -> dict:
         return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
     info = {
+        "family": family_name(cfg),
         "architecture": architecture_name(cfg),
         "parameters": {
             "total": model.num_parameters(),

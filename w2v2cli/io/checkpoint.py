@@ -33,9 +33,12 @@ __all__ = [
 ]
 
 
-def load_model(spec, device="cpu") -> Wav2Vec2 | OnnxModel:
+def load_model(spec, device="cpu", *, language: str | None = None) -> Wav2Vec2 | OnnxModel:
     """A model ready for inference (eval mode, on `device`) from a native file, a Hugging Face folder or an
     exported `.onnx` file (which runs on the CPU whatever `device` says).
+
+    `language` picks the adapter and vocabulary of an MMS-style folder (`adapter.LANG.safetensors`); a name is
+    resolved with it, so a Hub model's adapter is fetched too.
 
     `spec` is a path (a `Path`, or a string naming an existing file or folder) or, as a string, a model name as
     `--model` takes it: an alias from hub.MODELS or `org/name[@revision]`, downloaded on first use (progress bars
@@ -43,11 +46,14 @@ def load_model(spec, device="cpu") -> Wav2Vec2 | OnnxModel:
     """
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available on this machine")
-    path = Path(spec) if isinstance(spec, os.PathLike) else resolve(spec)
+    path = Path(spec) if isinstance(spec, os.PathLike) else _resolve(spec, language)
     if not path.exists():
         raise ModelFileError(path, "no such file or directory")
     if path.is_dir():
-        model = load_hf_folder(path)
+        model = load_hf_folder(path, language)
+    elif language is not None:
+        raise ModelFileError(path, f"--language {language}: only a Hugging Face folder with language adapters "
+                                   "(MMS) has languages to choose from")
     elif path.suffix == ".onnx":
         return OnnxModel(path)
     elif path.suffix in SUFFIXES:
@@ -58,6 +64,11 @@ def load_model(spec, device="cpu") -> Wav2Vec2 | OnnxModel:
             "exported .onnx file"
         )
     return model.to(device).eval()
+
+
+def _resolve(spec: str, language: str | None) -> Path:
+    """hub.resolve, passing the language on where this copy of hub.py fetches adapters."""
+    return resolve(spec, language=language) if language is not None else resolve(spec)
 
 
 def load_pretraining_head(path) -> tuple[dict[str, torch.Tensor], str] | None:

@@ -1,13 +1,17 @@
-"""Hugging Face `transformers` wav2vec 2.0 folders <-> the native model.
+"""Hugging Face `transformers` folders of the wav2vec 2.0 family <-> the native model.
 
-Reads `Wav2Vec2ForCTC`, `Wav2Vec2ForPreTraining` and `Wav2Vec2Model` folders in both the group-norm (BASE)
-and layer-norm / stable-layer-norm (LARGE-LV60) forms. transformers itself is not needed to load them.
+Reads `*ForCTC`, `*Model` and `Wav2Vec2ForPreTraining` folders of wav2vec 2.0 (group-norm BASE and layer-norm /
+stable-layer-norm LARGE-LV60 forms), HuBERT, data2vec-audio and WavLM, and MMS models with attention adapters
+(one `adapter.LANG.safetensors` per language beside the weights, chosen with `language`). All run on the one
+model core (`ModelConfig.family` and the fields after it say what a family adds); transformers itself is not
+needed to load them, and `save_hf_folder` writes each back in its own family's layout.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,7 +43,36 @@ _NAMES = [
     ("encoder.layers.{n}.feed_forward.output_dense.{p}", "transformer.layers.{n}.feed_forward.output.{p}"),
     ("encoder.layers.{n}.final_layer_norm.{p}", "transformer.layers.{n}.final_norm.{p}"),
     ("lm_head.{p}", "ctc_head.{p}"),
+    # data2vec-audio: stacked positional convs (their LayerNorms have no weights)
+    ("encoder.pos_conv_embed.layers.{n}.conv.{p}", "transformer.pos_conv.layers.{n}.{p}"),
+    # WavLM: the relative position table (layer 0 holds it) and each layer's gate
+    ("encoder.layers.0.attention.rel_attn_embed.weight", "transformer.relative_position.embedding.weight"),
+    ("encoder.layers.{n}.attention.gru_rel_pos_linear.{p}", "transformer.layers.{n}.attention.gate.{p}"),
+    ("encoder.layers.{n}.attention.gru_rel_pos_const", "transformer.layers.{n}.attention.gate_const"),
+    # MMS attention adapters
+    ("encoder.layers.{n}.adapter_layer.norm.{p}", "transformer.layers.{n}.adapter.norm.{p}"),
+    ("encoder.layers.{n}.adapter_layer.linear_1.{p}", "transformer.layers.{n}.adapter.down.{p}"),
+    ("encoder.layers.{n}.adapter_layer.linear_2.{p}", "transformer.layers.{n}.adapter.up.{p}"),
 ]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one family's transformers checkpoints name things."""
+
+    prefix: str        # weight names of *ForCTC / *ForPreTraining start with it (bare *Model folders lack it)
+    architecture: str  # class-name prefix: Wav2Vec2ForCTC, HubertForCTC, ...
+
+
+# model_type -> layout; the keys are ModelConfig.family's values (config.FAMILIES).
+LAYOUTS = {
+    "wav2vec2": Layout("wav2vec2.", "Wav2Vec2"),
+    "hubert": Layout("hubert.", "Hubert"),
+    "data2vec-audio": Layout("data2vec_audio.", "Data2VecAudio"),
+    "wavlm": Layout("wavlm.", "WavLM"),
+}
+ADAPTER_FILE = "adapter.{}.safetensors"  # transformers' WAV2VEC2_ADAPTER_SAFE_FILE
+ADAPTER_PICKLE = "adapter.{}.bin"
 # Older transformers versions wrote the weight norm as weight_g / weight_v; read those too.
 _LEGACY_NAMES = [
     ("encoder.pos_conv_embed.conv.weight_g", "transformer.pos_conv.weight_g"),
@@ -65,9 +98,8 @@ def _rename(key: str, table) -> str | None:
 
 _QKV = re.compile(r"encoder\.layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)")
 _UNSUPPORTED = {
-    "add_adapter": "adapter layers",
-    "adapter_attn_dim": "attention adapters",
-    "use_weighted_layer_sum": None,  # only used by classification heads; harmless
+    "add_adapter": "convolutional adapter layers",
+    "conv_pos_batch_norm": "batch-norm positional convolutions",
 }
 
 
@@ -82,11 +114,48 @@ def _read_json(path: Path, required: bool = True) -> dict | None:
         raise ModelFileError(path, f"unreadable JSON ({exc})") from None
 
 
+def check_config(folder) -> str:
+    """The family of a Hugging Face folder from its config.json alone (no weights needed: a model this toolkit
+    cannot run is refused before gigabytes of weights are fetched); ModelFileError if it is not one."""
+    folder = Path(folder)
+    hf = _read_json(folder / "config.json")
+    config_from_hf(hf, None, with_ctc_head=False, folder=folder)
+    return _family(hf, folder)
+
+
+def _family(hf: dict, folder: Path) -> str:
+    family = hf.get("model_type", "wav2vec2")
+    if family not in LAYOUTS:
+        raise ModelFileError(folder, f"model_type {family!r} is not a model this toolkit runs (it runs "
+                                     f"{', '.join(LAYOUTS)})")
+    layout = LAYOUTS[family]
+    architectures = hf.get("architectures") or []
+    if architectures and not architectures[0].startswith(layout.architecture):
+        raise ModelFileError(folder, f"architecture {architectures[0]} does not match model_type {family!r}")
+    return family
+
+
+def _family_fields(family: str, hf: dict) -> dict:
+    """ModelConfig fields for what a family adds to wav2vec 2.0 (transformers' defaults where a key is absent)."""
+    if family == "data2vec-audio":  # LayerNorm on every conv layer, post-LN, stacked positional convs
+        return {"feature_norm": "layer", "layer_norm_first": False,
+                "pos_conv_depth": hf.get("num_conv_pos_embeddings", 5),
+                "pos_conv_kernel": hf.get("conv_pos_kernel_size", 19)}
+    fields = {"feature_norm": hf.get("feat_extract_norm", "group"),
+              "layer_norm_first": bool(hf.get("do_stable_layer_norm", False)),
+              "pos_conv_kernel": hf.get("num_conv_pos_embeddings", 128)}
+    if family == "hubert":
+        fields["feature_projection_norm"] = bool(hf.get("feat_proj_layer_norm", True))
+    if family == "wavlm":
+        fields["relative_position_buckets"] = hf.get("num_buckets", 320)
+        fields["relative_position_max_distance"] = hf.get("max_bucket_distance", 800)
+    return fields
+
+
 def config_from_hf(hf: dict, preprocessor: dict | None, with_ctc_head: bool, folder: Path) -> ModelConfig:
-    if hf.get("model_type", "wav2vec2") != "wav2vec2":
-        raise ModelFileError(folder, f"model_type {hf.get('model_type')!r} is not wav2vec2")
+    family = _family(hf, folder)
     for key, what in _UNSUPPORTED.items():
-        if what and hf.get(key):
+        if hf.get(key):
             raise ModelFileError(folder, f"{what} ({key}) are not supported")
     if hf.get("feat_extract_activation", "gelu") != "gelu":
         raise ModelFileError(folder, f"feat_extract_activation {hf['feat_extract_activation']!r} is not supported")
@@ -99,7 +168,6 @@ def config_from_hf(hf: dict, preprocessor: dict | None, with_ctc_head: bool, fol
     try:
         return ModelConfig(
             conv_layers=tuple(zip(conv_dim, conv_kernel, conv_stride)),
-            feature_norm=hf.get("feat_extract_norm", "group"),
             conv_bias=bool(hf.get("conv_bias", False)),
             sample_rate=int(preprocessor.get("sampling_rate", ModelConfig.sample_rate)),
             # transformers' feature extractor normalizes unless told not to.
@@ -109,9 +177,7 @@ def config_from_hf(hf: dict, preprocessor: dict | None, with_ctc_head: bool, fol
             num_heads=hf.get("num_attention_heads", 12),
             ffn_dim=hf.get("intermediate_size", 3072),
             activation=hf.get("hidden_act", "gelu"),
-            layer_norm_first=bool(hf.get("do_stable_layer_norm", False)),
             layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
-            pos_conv_kernel=hf.get("num_conv_pos_embeddings", 128),
             pos_conv_groups=hf.get("num_conv_pos_embedding_groups", 16),
             dropout=float(hf.get("hidden_dropout", 0.1)),
             attention_dropout=float(hf.get("attention_dropout", 0.1)),
@@ -120,16 +186,26 @@ def config_from_hf(hf: dict, preprocessor: dict | None, with_ctc_head: bool, fol
             final_dropout=float(hf.get("final_dropout", 0.1)),
             layerdrop=float(hf.get("layerdrop", 0.1)),
             vocab_size=int(hf.get("vocab_size", 32)) if with_ctc_head else 0,
+            family=family,
+            adapter_dim=int(hf.get("adapter_attn_dim") or 0),
+            **_family_fields(family, hf),
         )
     except (ConfigError, TypeError, ValueError) as exc:
         raise ModelFileError(folder / "config.json", str(exc)) from None
 
 
-def vocab_from_hf(folder: Path, hf: dict, vocab_size: int) -> Vocabulary:
+def vocab_from_hf(folder: Path, hf: dict, vocab_size: int, language: str | None = None) -> Vocabulary:
+    """The CTC vocabulary; of `language` where vocab.json holds one per language (MMS)."""
     vocab_file = folder / "vocab.json"
     token_to_id = _read_json(vocab_file)
-    if token_to_id and all(isinstance(v, dict) for v in token_to_id.values()):
-        raise ModelFileError(vocab_file, "multi-language vocabularies (one per language) are not supported")
+    if _is_nested(token_to_id):
+        if language is None:
+            raise ModelFileError(vocab_file, "it holds one vocabulary per language: choose one with --language "
+                                             f"({_some(sorted(token_to_id))})")
+        if language not in token_to_id:
+            raise ModelFileError(vocab_file, f"--language {language}: no vocabulary for it; it has "
+                                             f"{_some(sorted(token_to_id))}")
+        token_to_id = token_to_id[language]
     try:
         by_id = {int(i): str(t) for t, i in token_to_id.items()}
     except (TypeError, ValueError):
@@ -194,12 +270,13 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise ModelFileError(folder, "no weights: expected model.safetensors or pytorch_model.bin")
 
 
-def state_from_hf(hf_state: dict[str, torch.Tensor], folder: Path) -> dict[str, torch.Tensor]:
+def state_from_hf(hf_state: dict[str, torch.Tensor], folder: Path, family: str = "wav2vec2") -> dict[str, torch.Tensor]:
     """Rename HF keys to native ones and fuse q/k/v projections into one QKV projection."""
     state: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    prefix = LAYOUTS[family].prefix
     for key, value in hf_state.items():
-        key = key.removeprefix("wav2vec2.")
+        key = key.removeprefix(prefix)
         if key.startswith(_IGNORED_PREFIXES):
             continue
         m = _QKV.fullmatch(key)
@@ -208,7 +285,7 @@ def state_from_hf(hf_state: dict[str, torch.Tensor], folder: Path) -> dict[str, 
             continue
         native = _rename(key, _FROM_HF)
         if native is None:
-            raise ModelFileError(folder, f"unexpected weight {key!r}: not a wav2vec 2.0 model this toolkit reads")
+            raise ModelFileError(folder, f"unexpected weight {key!r}: not a {family} model this toolkit reads")
         state[native] = value
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
@@ -217,21 +294,79 @@ def state_from_hf(hf_state: dict[str, torch.Tensor], folder: Path) -> dict[str, 
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_hf_folder(folder) -> Wav2Vec2:
+def load_hf_folder(folder, language: str | None = None) -> Wav2Vec2:
+    """The model in a transformers folder; for an MMS adapter model, with the adapter and vocabulary of
+    `language` (default: the folder's target language, as transformers picks it)."""
     folder = Path(folder)
     hf = _read_json(folder / "config.json")
     hf_state = _read_weights(folder)
+    if hf.get("adapter_attn_dim"):
+        language = language or _default_language(folder)
+        if language is not None:
+            hf_state.update(_read_adapter(folder, language))
+    elif language is not None and not _is_nested(_read_json(folder / "vocab.json", required=False)):
+        raise ModelFileError(folder, f"--language {language}: this model has no language adapters and one "
+                                     "vocabulary (only MMS-style models have languages to choose from)")
     has_head = any(k.startswith("lm_head.") for k in hf_state)
-    architectures = hf.get("architectures") or []
-    if architectures and not any(a.startswith("Wav2Vec2") for a in architectures):
-        raise ModelFileError(folder, f"architecture {architectures[0]} is not a wav2vec 2.0 model")
     preprocessor = _read_preprocessor(folder)
     config = config_from_hf(hf, preprocessor, has_head, folder)
-    vocab = vocab_from_hf(folder, hf, config.vocab_size) if has_head else None
-    state = state_from_hf(hf_state, folder)
+    if has_head and hf.get("adapter_attn_dim"):  # an adapter brings its own head size (transformers' load_adapter)
+        config = config.replace(vocab_size=hf_state["lm_head.weight"].shape[0])
+    vocab = vocab_from_hf(folder, hf, config.vocab_size, language) if has_head else None
+    state = state_from_hf(hf_state, folder, config.family)
     # Pretrained folders without SpecAugment settings carry no mask embedding; initialize one as the model would.
     state.setdefault("mask_embedding", torch.empty(config.dim).uniform_())
     return build_loaded(folder, config, vocab, state)
+
+
+def adapter_languages(folder) -> list[str]:
+    """Languages whose adapter file is in `folder` (adapter.LANG.safetensors or .bin)."""
+    found = {p.name.split(".")[1] for p in Path(folder).glob("adapter.*.*")
+             if p.name.count(".") == 2 and p.suffix in (".safetensors", ".bin")}
+    return sorted(found)
+
+
+def _default_language(folder: Path) -> str | None:
+    """The language an adapter folder runs without --language: the tokenizer's target_lang, else English when
+    the vocabulary has it (transformers' own default), else None (the weights' own adapter, a flat vocabulary)."""
+    tokenizer = _read_json(folder / "tokenizer_config.json", required=False) or {}
+    vocab = _read_json(folder / "vocab.json", required=False) or {}
+    if not _is_nested(vocab):
+        return None
+    for candidate in (tokenizer.get("target_lang"), "eng"):
+        if candidate in vocab:
+            return candidate
+    raise ModelFileError(folder, f"this model holds {len(vocab)} languages: choose one with --language "
+                                 f"({_some(sorted(vocab))})")
+
+
+def _read_adapter(folder: Path, language: str) -> dict[str, torch.Tensor]:
+    """The weights of one language's adapter: every layer's adapter and the CTC head."""
+    path = folder / ADAPTER_FILE.format(language)
+    if path.exists():
+        state = read_safetensors(path)[0]
+    elif (folder / ADAPTER_PICKLE.format(language)).exists():
+        state = safe_torch_load(folder / ADAPTER_PICKLE.format(language))
+    else:
+        vocab = _read_json(folder / "vocab.json", required=False) or {}
+        known = sorted(set(adapter_languages(folder)) | {k for k, v in vocab.items() if isinstance(v, dict)})
+        raise ModelFileError(folder, f"--language {language}: no adapter {path.name} here"
+                                     + (f"; languages: {_some(known)}" if known else ""))
+    if not isinstance(state, dict) or "lm_head.weight" not in state:
+        raise ModelFileError(path, "not an adapter file: it has no lm_head.weight")
+    return state
+
+
+def _is_nested(vocab) -> bool:
+    """Whether a vocab.json holds one vocabulary per language (MMS) rather than one."""
+    return isinstance(vocab, dict) and bool(vocab) and all(isinstance(v, dict) for v in vocab.values())
+
+
+def _some(names: list[str], limit: int = 20) -> str:
+    """A list for a one-line message: all of a short one, the first `limit` and a count of a long one."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])}, ... ({len(names)} in all)"
 
 
 # Wav2Vec2ForPreTraining's head -> the native pretraining head (project_hid is fairseq's final_proj).
@@ -273,9 +408,10 @@ def load_hf_pretraining_head(folder) -> tuple[dict[str, torch.Tensor], dict] | N
 def hf_config(model: Wav2Vec2) -> dict:
     """config.json of a transformers Wav2Vec2ForCTC (or Wav2Vec2Model without a CTC head) equal to `model`."""
     cfg = model.config
+    arch = LAYOUTS[cfg.family].architecture
     out = {
-        "architectures": ["Wav2Vec2ForCTC" if model.ctc_head is not None else "Wav2Vec2Model"],
-        "model_type": "wav2vec2",
+        "architectures": [f"{arch}ForCTC" if model.ctc_head is not None else f"{arch}Model"],
+        "model_type": cfg.family,
         "conv_dim": [c for c, _, _ in cfg.conv_layers],
         "conv_kernel": [k for _, k, _ in cfg.conv_layers],
         "conv_stride": [s for _, _, s in cfg.conv_layers],
@@ -300,6 +436,7 @@ def hf_config(model: Wav2Vec2) -> dict:
         "layerdrop": cfg.layerdrop,
         "ctc_loss_reduction": "mean",
         "ctc_zero_infinity": True,
+        **_family_config(cfg),
     }
     if model.vocab is not None:
         out["vocab_size"] = len(model.vocab)
@@ -307,33 +444,64 @@ def hf_config(model: Wav2Vec2) -> dict:
     return out
 
 
+def _family_config(cfg: ModelConfig) -> dict:
+    """config.json keys of what the family adds (the inverse of _family_fields)."""
+    out = {"adapter_attn_dim": cfg.adapter_dim} if cfg.adapter_dim else {}
+    if cfg.family == "data2vec-audio":
+        if cfg.feature_norm != "layer" or cfg.layer_norm_first or not cfg.pos_conv_depth:
+            raise ConfigError("a data2vec-audio model has LayerNorm conv layers, a post-LN Transformer and stacked "
+                              "positional convolutions")
+        return {**out, "num_conv_pos_embeddings": cfg.pos_conv_depth, "conv_pos_kernel_size": cfg.pos_conv_kernel}
+    if cfg.pos_conv_depth:
+        raise ConfigError(f"stacked positional convolutions have no {cfg.family} form in transformers")
+    if cfg.family == "hubert":
+        out["feat_proj_layer_norm"] = cfg.feature_projection_norm
+    elif not cfg.feature_projection_norm:
+        raise ConfigError(f"a {cfg.family} model always normalizes its conv features")
+    if cfg.family == "wavlm":
+        out.update(num_buckets=cfg.relative_position_buckets, max_bucket_distance=cfg.relative_position_max_distance)
+    elif cfg.relative_position_buckets:
+        raise ConfigError(f"a relative position bias has no {cfg.family} form in transformers")
+    if cfg.adapter_dim and cfg.family != "wav2vec2":
+        raise ConfigError(f"attention adapters have no {cfg.family} form in transformers")
+    return out
+
+
 def hf_state(model: Wav2Vec2) -> dict[str, torch.Tensor]:
     """The model's weights under transformers' names (q/k/v split again, weight norm as parametrizations)."""
     qkv = re.compile(r"transformer\.layers\.(\d+)\.attention\.qkv\.(weight|bias)")
+    # A bare *Model (no CTC head) has no prefix.
+    prefix = LAYOUTS[model.config.family].prefix if model.ctc_head is not None else ""
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         m = qkv.fullmatch(key)
         if m:
             for name, part in zip("qkv", value.chunk(3)):
-                out[f"wav2vec2.encoder.layers.{m.group(1)}.attention.{name}_proj.{m.group(2)}"] = part
+                out[f"{prefix}encoder.layers.{m.group(1)}.attention.{name}_proj.{m.group(2)}"] = part
             continue
         name = _rename(key, _TO_HF)
         if name is None:
             raise ConfigError(f"no transformers name for weight {key!r}")
-        out[name if name.startswith("lm_head.") else f"wav2vec2.{name}"] = value
-    if model.ctc_head is None:  # a bare Wav2Vec2Model has no "wav2vec2." prefix
-        out = {k.removeprefix("wav2vec2."): v for k, v in out.items()}
+        out[name if name.startswith("lm_head.") else f"{prefix}{name}"] = value
     return out
 
 
-GROUP_NORM_NOTE = """
+BATCH_NOTE = """
 ## Batched inference
 
-This model normalizes the first convolution's output with GroupNorm over time (the BASE form). transformers
-computes those statistics over the padded batch, so its outputs for an utterance change with the padding it
-gets; run it one utterance at a time (no attention mask) for exact results. w2v2 computes them per utterance
-over its valid samples, so batched and single outputs agree.
+{why} so its outputs for an utterance change with the padding it gets; run it one utterance at a time (no
+attention mask) for exact results. w2v2 keeps each utterance to its own valid frames, so batched and single
+outputs agree.
 """
+_GROUP_NORM_WHY = ("This model normalizes the first convolution's output with GroupNorm over time (the BASE form). "
+                   "transformers computes those statistics over the padded batch,")
+_STACKED_WHY = ("This model's positional convolutions are stacked. transformers lets the padding after an utterance "
+                "into every convolution after the first,")
+
+
+def padding_free_in_transformers(config: ModelConfig) -> bool:
+    """Whether transformers' outputs for a padded batch equal its outputs one utterance at a time."""
+    return config.feature_norm != "group" and not config.pos_conv_depth
 
 
 def save_hf_folder(model: Wav2Vec2, folder, dtype: torch.dtype = torch.float32) -> Path:
@@ -366,10 +534,11 @@ def save_hf_folder(model: Wav2Vec2, folder, dtype: torch.dtype = torch.float32) 
         }, indent=2) + "\n")
         (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
     head = f"CTC, {cfg.vocab_size} tokens" if cfg.vocab_size else "encoder"
-    card = [f"# wav2vec 2.0 ({cfg.num_layers} x {cfg.dim}, {head})",
-            "", "Exported by w2v2 (`w2v2 export --format hf`). Load with `Wav2Vec2ForCTC.from_pretrained` and "
+    arch = config["architectures"][0]
+    card = [f"# {cfg.family} ({cfg.num_layers} x {cfg.dim}, {head})",
+            "", f"Exported by w2v2 (`w2v2 export --format hf`). Load with `{arch}.from_pretrained` and "
             "`Wav2Vec2Processor.from_pretrained`; audio at " f"{cfg.sample_rate} Hz mono."]
-    if cfg.feature_norm == "group":
-        card.append(GROUP_NORM_NOTE)
+    if not padding_free_in_transformers(cfg):
+        card.append(BATCH_NOTE.format(why=_GROUP_NORM_WHY if cfg.feature_norm == "group" else _STACKED_WHY))
     (folder / "README.md").write_text("\n".join(card) + "\n")
     return folder

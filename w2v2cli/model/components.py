@@ -222,16 +222,17 @@ class FeatureEncoder(nn.Module):
 
 
 class FeatureProjection(nn.Module):
-    """LayerNorm over the conv channels, then Linear to the model width. Returns (projected, normalized)."""
+    """LayerNorm over the conv channels (unless `norm` is False, as in some HuBERT checkpoints), then Linear to the
+    model width. Returns (projected, normalized)."""
 
-    def __init__(self, in_channels: int, dim: int, eps: float, dropout: float):
+    def __init__(self, in_channels: int, dim: int, eps: float, dropout: float, norm: bool = True):
         super().__init__()
-        self.layer_norm = nn.LayerNorm(in_channels, eps=eps)
+        self.layer_norm = nn.LayerNorm(in_channels, eps=eps) if norm else None
         self.projection = nn.Linear(in_channels, dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        normalized = self.layer_norm(features)
+        normalized = self.layer_norm(features) if self.layer_norm is not None else features
         return self.dropout(self.projection(normalized)), normalized
 
 
@@ -261,22 +262,119 @@ class PositionalConv(nn.Module):
         return F.gelu(y).transpose(1, 2)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused QKV projection and scaled_dot_product_attention."""
+class StackedPositionalConv(nn.Module):
+    """data2vec-audio's positional embedding: `depth` grouped convs, each followed by a LayerNorm without weights
+    and GELU (transformers' Data2VecAudioPositionalConvEmbedding).
 
-    def __init__(self, dim: int, num_heads: int, dropout: float):
+    Padded frames are zeroed again between the convs, so each layer sees what it would see for the utterance
+    alone (transformers does not, which makes its outputs depend on the padding a batch gives an utterance).
+    """
+
+    def __init__(self, dim: int, kernel: int, groups: int, depth: int):
+        super().__init__()
+        self.kernel, self.dim = kernel, dim
+        self.layers = nn.ModuleList(
+            nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups) for _ in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D) with padded frames zeroed; pad (B, T), True = padding
+        keep = ~pad.unsqueeze(1)  # (B, 1, T)
+        y = x.transpose(1, 2)  # (B, D, T)
+        for i, conv in enumerate(self.layers):
+            if i:
+                y = y * keep
+            y = conv(y)
+            if self.kernel % 2 == 0:
+                y = y[:, :, :-1]
+            y = F.gelu(F.layer_norm(y.transpose(1, 2), (self.dim,)).transpose(1, 2))
+        return y.transpose(1, 2)
+
+
+def relative_position_buckets(length: int, num_buckets: int, max_distance: int, device=None) -> torch.Tensor:
+    """WavLM's bucket of every (query, key) offset, (T, T) int64: exact below num_buckets / 4 frames, log-spaced
+    up to `max_distance`, the last bucket beyond; keys after the query use the upper half of the buckets."""
+    positions = torch.arange(length, device=device)
+    relative = positions[None, :] - positions[:, None]  # key - query
+    half = num_buckets // 2
+    buckets = (relative > 0).long() * half
+    distance = relative.abs()
+    max_exact = half // 2
+    # clamp(min=1): the log branch is only taken at distance >= max_exact; it must not see log(0) in a graph.
+    far = max_exact + (torch.log(distance.clamp(min=1).float() / max_exact)
+                       / math.log(max_distance / max_exact) * (half - max_exact)).long()
+    far = far.clamp(max=half - 1)
+    return buckets + torch.where(distance < max_exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """WavLM's relative position bias, (H, T, T): one learned value per head and bucket (transformers keeps the
+    table in layer 0's attention as rel_attn_embed; every layer gates the same bias)."""
+
+    def __init__(self, num_buckets: int, max_distance: int, num_heads: int):
+        super().__init__()
+        self.num_buckets, self.max_distance = num_buckets, max_distance
+        self.embedding = nn.Embedding(num_buckets, num_heads)
+
+    def forward(self, length: int) -> torch.Tensor:
+        buckets = relative_position_buckets(length, self.num_buckets, self.max_distance, self.embedding.weight.device)
+        return self.embedding(buckets).permute(2, 0, 1)  # (T, T, H) -> (H, T, T)
+
+
+class Adapter(nn.Module):
+    """MMS attention adapter (transformers' Wav2Vec2AttnAdapterLayer): LayerNorm, down-projection, ReLU,
+    up-projection; its output is added to the layer's. A language is this module in every layer plus the CTC
+    head (adapter.LANG.safetensors)."""
+
+    def __init__(self, dim: int, adapter_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)  # default eps, not the model's: as transformers builds it
+        self.down = nn.Linear(dim, adapter_dim)
+        self.up = nn.Linear(adapter_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(F.relu(self.down(self.norm(x))))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection and scaled_dot_product_attention.
+
+    With `gated_bias` (WavLM) the scores also get the relative position bias, scaled per head and query frame by
+    a gate computed from the query frame's input (transformers' gru_rel_pos_linear / gru_rel_pos_const).
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float, gated_bias: bool = False):
         super().__init__()
         self.num_heads, self.dropout = num_heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
+        if gated_bias:
+            self.gate = nn.Linear(dim // num_heads, 8)
+            self.gate_const = nn.Parameter(torch.ones(1, num_heads, 1, 1))
+        else:
+            self.gate = None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, position_bias=None) -> torch.Tensor:
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads)  # (B, T, 3, H, hd)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+        if self.gate is not None and position_bias is not None:
+            attn_mask = self._gated_bias(x, position_bias, attn_mask)
         dropout_p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
+
+    def _gated_bias(self, x: torch.Tensor, bias: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """The float mask (B, H, T, T): gate * bias, and -inf at keys the bool `attn_mask` forbids."""
+        B, T, D = x.shape
+        heads = x.view(B, T, self.num_heads, D // self.num_heads).transpose(1, 2)  # (B, H, T, hd)
+        gates = torch.sigmoid(self.gate(heads).view(B, self.num_heads, T, 2, 4).sum(-1))  # (B, H, T, 2)
+        gate_a, gate_b = gates.unbind(-1)
+        gate = (gate_a * (gate_b * self.gate_const[..., 0] - 1.0) + 2.0).unsqueeze(-1)  # (B, H, T, 1)
+        scores = gate * bias.to(x.dtype)  # (B, H, T, T)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        return scores
 
 
 class FeedForward(nn.Module):
@@ -298,17 +396,20 @@ class EncoderLayer(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.layer_norm_first = cfg.layer_norm_first
-        self.attention = SelfAttention(cfg.dim, cfg.num_heads, cfg.attention_dropout)
+        self.attention = SelfAttention(cfg.dim, cfg.num_heads, cfg.attention_dropout,
+                                       gated_bias=cfg.relative_position_buckets > 0)
         self.attention_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.feed_forward = FeedForward(cfg.dim, cfg.ffn_dim, cfg.activation, cfg.activation_dropout, cfg.dropout)
         self.final_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.adapter = Adapter(cfg.dim, cfg.adapter_dim) if cfg.adapter_dim else None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, position_bias=None) -> torch.Tensor:
         if self.layer_norm_first:
-            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
-            return x + self.feed_forward(self.final_norm(x))
-        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, position_bias))
+            x = x + self.feed_forward(self.final_norm(x))
+            return x if self.adapter is None else x + self.adapter(x)
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask, position_bias)))
         return self.final_norm(x + self.feed_forward(x))
 
 
@@ -320,7 +421,14 @@ class Transformer(nn.Module):
         super().__init__()
         self.layer_norm_first = cfg.layer_norm_first
         self.layerdrop = cfg.layerdrop
-        self.pos_conv = PositionalConv(cfg.dim, cfg.pos_conv_kernel, cfg.pos_conv_groups)
+        if cfg.pos_conv_depth:
+            self.pos_conv = StackedPositionalConv(cfg.dim, cfg.pos_conv_kernel, cfg.pos_conv_groups, cfg.pos_conv_depth)
+        else:
+            self.pos_conv = PositionalConv(cfg.dim, cfg.pos_conv_kernel, cfg.pos_conv_groups)
+        self.relative_position = (
+            RelativePositionBias(cfg.relative_position_buckets, cfg.relative_position_max_distance, cfg.num_heads)
+            if cfg.relative_position_buckets else None
+        )
         self.layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
@@ -331,7 +439,7 @@ class Transformer(nn.Module):
         # x: (B, T, D) -> (B, T, D); padded frames of the output are zero
         pad = padding_mask(lengths, x.shape[1])  # (B, T)
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
-        x = x + self.pos_conv(x)
+        x = x + (self.pos_conv(x, pad) if isinstance(self.pos_conv, StackedPositionalConv) else self.pos_conv(x))
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = self.dropout(x)
@@ -340,13 +448,15 @@ class Transformer(nn.Module):
             # (B, 1, 1, T), True = may attend. An utterance with no frames attends to everything so that
             # softmax stays finite; its rows are padding and are zeroed below.
             attn_mask = (~pad | (lengths == 0).unsqueeze(1)).view(x.shape[0], 1, 1, x.shape[1])
+        # Relative offsets, not absolute places: a valid frame's bias does not depend on the padding after it.
+        bias = self.relative_position(x.shape[1]) if self.relative_position is not None else None
         for layer in self.layers:
             if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
                 continue
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(layer, x, attn_mask, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(layer, x, attn_mask, bias, use_reentrant=False)
             else:
-                x = layer(x, attn_mask)
+                x = layer(x, attn_mask, bias)
         if self.layer_norm_first:
             x = self.layer_norm(x)
         return x.masked_fill(pad.unsqueeze(-1), 0.0)

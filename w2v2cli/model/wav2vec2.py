@@ -66,7 +66,8 @@ class Wav2Vec2(nn.Module):
         self.vocab = vocab
         self.feature_encoder = FeatureEncoder(config.conv_layers, config.feature_norm, config.conv_bias)
         self.feature_projection = FeatureProjection(
-            self.feature_encoder.out_channels, config.dim, config.layer_norm_eps, config.feature_dropout
+            self.feature_encoder.out_channels, config.dim, config.layer_norm_eps, config.feature_dropout,
+            norm=config.feature_projection_norm,
         )
         # Replaces masked frames in pretraining and SpecAugment-style fine-tuning (fairseq mask_emb).
         self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())

@@ -26,8 +26,11 @@ def forward_flops(config: ModelConfig, num_samples: int) -> float:
         in_channels = channels
     T, D = int(length), config.dim
     flops += 2.0 * in_channels * D * T  # feature projection
-    flops += 2.0 * D * (D // config.pos_conv_groups) * config.pos_conv_kernel * T  # positional conv
+    pos_convs = max(1, config.pos_conv_depth)  # data2vec-audio stacks several
+    flops += pos_convs * 2.0 * D * (D // config.pos_conv_groups) * config.pos_conv_kernel * T  # positional conv
     per_layer = 2.0 * T * (4 * D * D + 2 * D * config.ffn_dim) + 4.0 * T * T * D
+    if config.adapter_dim:  # MMS adapters: two projections per layer
+        per_layer += 2.0 * T * 2 * D * config.adapter_dim
     return flops + config.num_layers * per_layer
 
 
