@@ -11,6 +11,7 @@ from ..config import CONV_INITS, PRESETS
 from ..errors import ConfigError
 from . import app
 from .common import DEVICE, PRECISION, QUIET, THREADS, resolve_model, set_threads, subset_hours
+from .data_options import ALLOW_COMMANDS, DATA_FORMAT, SPLIT, TEXT_COLUMN, DataFormat, data_spec
 from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 RECIPE = "default: the recipe for the data size"
@@ -75,6 +76,10 @@ def finetune(
     log_every: int = typer.Option(None, "--log-every", help="Metrics every N updates (default 200)."),
     max_bad_updates: int = typer.Option(None, "--max-bad-updates",
                                         help="Stop after this many non-finite updates in a row (default 10)."),
+    data_format: DataFormat = DATA_FORMAT,
+    split: str = SPLIT,
+    text_column: str = TEXT_COLUMN,
+    allow_commands: bool = ALLOW_COMMANDS,
     device: str = DEVICE,
     precision: str = PRECISION,
     num_workers: int = typer.Option(2, "--num-workers", help="Data loading processes per device."),
@@ -129,8 +134,10 @@ def finetune(
                                           tensorboard=tensorboard, **given)
             return train_cfg, tune_cfg.replace(**tune_given)
 
+        train_data, *valid_data = [data_spec(path, data_format, split, text_column, allow_commands)
+                                   for path in (train, *valid)]
         with TrainingDisplay(quiet=quiet or not is_main_process(), options=options) as display:
-            summary = run_finetune(train, output, valid, init=init, config=config, hours=hours,
+            summary = run_finetune(train_data, output, valid_data, init=init, config=config, hours=hours,
                                    configure=configs, on_event=display, conv_init=conv_init)
     if is_main_process():
         print(json.dumps({k: summary.get(k) for k in ("model", "update", "best_wer", "best_update", "vocab_size",

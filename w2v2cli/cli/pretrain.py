@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..train.config import PretrainConfig, TrainConfig
 from . import app
 from .common import DEVICE, PRECISION, QUIET, THREADS, resolve_model, set_threads, subset_hours
+from .data_options import ALLOW_COMMANDS, DATA_FORMAT, SPLIT, TEXT_COLUMN, DataFormat, data_spec
 from .training import TrainingDisplay, errors_with_options, is_main_process, option_names, tensorboard_available
 
 _T = TrainConfig()
@@ -65,6 +66,10 @@ def pretrain(
     valid_every: int = typer.Option(_T.valid_every, "--valid-every", help="Validate every N updates."),
     max_bad_updates: int = typer.Option(_T.max_bad_updates, "--max-bad-updates",
                                         help="Stop after this many non-finite updates in a row."),
+    data_format: DataFormat = DATA_FORMAT,
+    split: str = SPLIT,
+    text_column: str = TEXT_COLUMN,
+    allow_commands: bool = ALLOW_COMMANDS,
     device: str = DEVICE,
     precision: str = PRECISION,
     num_workers: int = typer.Option(_T.num_workers, "--num-workers", help="Data loading processes per device."),
@@ -113,8 +118,10 @@ def pretrain(
                      "temp_start": start, "temp_end": end, "temp_decay": decay}
         if num_negatives is not None:
             overrides["num_negatives"] = num_negatives
+        train_data, *valid_data = [data_spec(path, data_format, split, text_column, allow_commands)
+                                   for path in (train, *valid)]
         with TrainingDisplay(quiet=quiet or not is_main_process(), options=options) as display:
-            summary = run_pretrain(train, output, valid, config=config, init=init, train_config=train_cfg,
+            summary = run_pretrain(train_data, output, valid_data, config=config, init=init, train_config=train_cfg,
                                    pretrain_overrides=overrides, on_event=display, hours=hours,
                                    conv_init=conv_init)
     if is_main_process():
