@@ -11,6 +11,7 @@ import torch
 from helpers import SAMPLE_RATE, run_cli, speechlike
 from safetensors.torch import save_file
 
+from w2v2cli.errors import ConfigError
 from w2v2cli.hub import (
     EMBEDDED_MODEL,
     MODELS,
@@ -21,6 +22,7 @@ from w2v2cli.hub import (
     RepoAccessError,
     RepoNotFoundError,
     RevisionNotFoundError,
+    UnknownLanguageError,
     download,
     download_file,
     parse_model_spec,
@@ -227,6 +229,39 @@ def test_a_repo_without_weights_is_one_line(start_hub, tmp_path):
         download("org/empty", progress=False)
     assert str(raised.value) == ("org/empty has no usable weights (model.safetensors, a sharded "
                                  "model.safetensors.index.json, or pytorch_model.bin)")
+
+
+def test_a_language_fetches_its_adapter_into_the_snapshot(start_hub, tmp_path, monkeypatch):
+    """resolve(name, language=) puts adapter.LANG.safetensors beside the weights (no other adapter comes); a
+    language the repo lacks is one line listing those it has, a long list cut short; offline, a cached adapter
+    is enough."""
+    languages = [f"l{i:02d}" for i in range(25)]
+    repo = make_repo(tmp_path / "repo", NEEDED)
+    for code in languages:  # each its own bytes: the cache keeps one blob for equal files and fetches it once
+        save_file({"weight": torch.arange(4.0)}, str(repo / f"adapter.{code}.safetensors"), metadata={"code": code})
+    hub = start_hub({"facebook/mms-1b-all": {"main": repo}, "org/plain": {"main": make_repo(tmp_path / "p", NEEDED)}})
+    folder = resolve("mms-1b-all", language="l07", progress=False)
+    assert files_in(folder) == set(NEEDED) | {"adapter.l07.safetensors"}
+    assert (folder / "adapter.l07.safetensors").read_bytes() == (repo / "adapter.l07.safetensors").read_bytes()
+    assert [f for f in hub.fetched() if f.startswith("adapter.")] == ["adapter.l07.safetensors"]
+
+    with pytest.raises(UnknownLanguageError) as raised:
+        resolve("mms-1b-all", language="fra", progress=False)
+    assert str(raised.value) == ("facebook/mms-1b-all: no adapter for --language fra (adapter.fra.safetensors); it "
+                                 f"has 25 languages: {', '.join(languages[:20])} and 5 more")
+    with pytest.raises(UnknownLanguageError, match="it has no language adapters"):
+        resolve("org/plain", language="fra", progress=False)
+    with pytest.raises(ConfigError, match="language code"):
+        resolve("mms-1b-all", language="../x", progress=False)
+
+    hub.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve("mms-1b-all", language="l07", progress=False) == folder
+    assert hub.hits() == []
+    with pytest.raises(UnknownLanguageError):  # the cached listing says so without the Hub
+        resolve("mms-1b-all", language="fra", progress=False)
+    with pytest.raises(HubUnreachableError):  # in the listing, not cached, and offline
+        resolve("mms-1b-all", language="l08", progress=False)
 
 
 def test_download_file_fetches_one_adapter(start_hub, tmp_path, monkeypatch):

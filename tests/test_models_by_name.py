@@ -185,3 +185,37 @@ def test_info_without_a_model_says_which_is_the_default_and_never_downloads_it(h
     assert warm["vocab"]["size"] == len(json.loads((repos["main"][0] / "vocab.json").read_text()))
     assert "default model" in run_cli("info").stdout
     assert hub_server.hits() == []
+
+
+def test_language_reaches_the_hub_and_the_loader_in_every_command(start_hub, repos, audio, tmp_path, monkeypatch):
+    """--language fetches a Hub model's adapter into its snapshot and hands the language to load_model, in each
+    command that runs a model (the loader is stood in for: loading adapters is io/hf.py's, tested there)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    import w2v2cli.io.checkpoint as checkpoint
+    from w2v2cli.errors import ModelFileError
+
+    mms = shutil.copytree(repos["main"][0], tmp_path / "mms")
+    save_file({"adapter": torch.zeros(2)}, str(mms / "adapter.fra.safetensors"))
+    start_hub({"org/mms": {"main": mms}})
+    received = []
+
+    def loader(path, device="cpu", *, language=None):
+        received.append((path, language))
+        raise ModelFileError(path, "the stand-in loader stops here")
+
+    monkeypatch.setattr(checkpoint, "load_model", loader)
+    (tmp_path / "a.txt").write_text("HELLO\n")
+    for args in (["transcribe", "-m", "org/mms", audio[0]], ["evaluate", "-m", "org/mms", "--data", tmp_path],
+                 ["info", "org/mms"], ["export", "org/mms", "-f", "onnx", "-o", tmp_path / "m.onnx"]):
+        result = run_cli(*args, "--language", "fra")
+        assert result.returncode == 4 and "the stand-in loader stops here" in result.stderr, (args, result.stderr)
+        path, language = received.pop()
+        assert language == "fra" and (path / "adapter.fra.safetensors").is_file(), args
+    result = run_cli("transcribe", "-m", "org/mms", audio[0], "--language", "deu", "-q")
+    assert result.returncode == 4 and received == []
+    assert result.stderr == ("w2v2: error: org/mms: no adapter for --language deu (adapter.deu.safetensors); it has "
+                             "1 language: fra\n")

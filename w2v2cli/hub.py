@@ -17,9 +17,9 @@ when it is imported; they are read again here at each call, so a change made aft
 CLI runner with its own environment) takes effect.
 
 Usage:
-    from w2v2cli.hub import resolve, download_file
+    from w2v2cli.hub import resolve
     folder = resolve("base-960h")                                   # cached after the first call
-    adapter = download_file("facebook/mms-1b-all", "adapter.fra.safetensors")
+    folder = resolve("mms-1b-all", language="fra")                  # the model and its French adapter
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from .errors import ModelFileError, W2V2Error
+from .errors import ConfigError, ModelFileError, W2V2Error
 
 EMBEDDED_MODEL = Path(__file__).resolve().parent / "models" / "default.safetensors"
 # What transcribe, align and evaluate use without --model: a real English checkpoint, fetched on first use. Never
@@ -65,7 +65,7 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
                "with self-training (character CTC)"),
     ModelEntry("mms-1b-all", "facebook/mms-1b-all", "main", "1,162 languages, one adapter each", 1000, 3860,
                "CC-BY-NC-4.0",
-               "Massively Multilingual Speech 1B; other languages need their adapter (download_file)"),
+               "Massively Multilingual Speech 1B; --language CODE fetches and loads that language's adapter"),
 )}
 
 # What `download` fetches besides the weights, first, so that config.json can be checked before the weights come.
@@ -76,10 +76,14 @@ MODEL_FILES = ("config.json", "preprocessor_config.json", "processor_config.json
 LANGUAGE_MODEL_FILES = "language_model/*"
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
 PICKLE_WEIGHTS = "pytorch_model.bin"
+ADAPTER = "adapter.{language}.safetensors"  # MMS: one per language, fetched only for --language
+SHOWN_LANGUAGES = 20  # an error lists this many of a repo's languages (MMS has 1,162)
 
 _PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"{_PART}/{_PART}")  # huggingface_hub's validate_repo_id, with the namespace required
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_LANGUAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+_ADAPTER_FILE = re.compile(r"adapter\.([A-Za-z0-9][A-Za-z0-9_-]*)\.safetensors")
 _MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx", ".json")
 
 
@@ -147,6 +151,23 @@ class RemoteFileNotFoundError(HubError):
         super().__init__(repo_id, f"{_display(repo_id, revision)}: no file {filename} on the Hub")
 
 
+class UnknownLanguageError(HubError):
+    """`--language` names a language the repo has no adapter for."""
+
+    def __init__(self, repo_id: str, revision: str | None, language: str, available: list[str] | None):
+        self.language, self.available = language, available
+        if available is None:
+            has = "see the repo's adapter.*.safetensors files"
+        elif not available:
+            has = "it has no language adapters (adapter.LANG.safetensors): --language is for MMS-style models"
+        else:
+            shown = ", ".join(available[:SHOWN_LANGUAGES])
+            more = f" and {len(available) - SHOWN_LANGUAGES} more" if len(available) > SHOWN_LANGUAGES else ""
+            has = f"it has {len(available)} language{'s' if len(available) != 1 else ''}: {shown}{more}"
+        super().__init__(repo_id, f"{_display(repo_id, revision)}: no adapter for --language {language} "
+                                  f"({ADAPTER.format(language=language)}); {has}")
+
+
 class NoWeightsError(HubError):
     """A repo without weights the loader can read."""
 
@@ -194,15 +215,44 @@ def parse_model_spec(spec: str) -> ModelSpec:
     return ModelSpec("repo", repo_id=repo_id, revision=revision or None)
 
 
-def resolve(spec: str, *, progress: bool = True) -> Path:
+def resolve(spec: str, *, language: str | None = None, progress: bool = True) -> Path:
     """A local path for a `--model` value: paths pass through, `embedded` is the packaged file, and Hub models are
-    downloaded into the cache once (later calls only check the Hub for a newer commit, or nothing when offline)."""
+    downloaded into the cache once (later calls only check the Hub for a newer commit, or nothing when offline).
+
+    With `language`, a Hub model's adapter for it (`adapter.LANG.safetensors`, MMS) is fetched into the same
+    snapshot folder; a repo without one is a one-line error listing the languages it has. For a local path the
+    loader checks the language (io/checkpoint.py `load_model(..., language=)`).
+    """
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        raise ConfigError(f"--language {language!r}: a language code such as eng or fra (letters, digits, - and _)")
     parsed = parse_model_spec(spec)
     if parsed.repo_id is None:
         if not parsed.path.exists():
             raise ModelFileError(parsed.path, "the embedded model is not installed with this copy of w2v2")
         return parsed.path
-    return download(parsed.repo_id, parsed.revision, progress=progress)
+    folder = download(parsed.repo_id, parsed.revision, progress=progress)
+    if language is not None:
+        _fetch_adapter(parsed.repo_id, parsed.revision, folder, language, progress)
+    return folder
+
+
+def _fetch_adapter(repo_id: str, revision: str | None, folder: Path, language: str, progress: bool) -> None:
+    """Put `adapter.{language}.safetensors` beside the weights in the snapshot `folder`, from the same commit."""
+    filename = ADAPTER.format(language=language)
+    if (folder / filename).is_file():
+        return
+    files = _repo_files(_Hub.from_environment(), repo_id, folder)
+    if files is not None and filename not in files:
+        raise UnknownLanguageError(repo_id, revision, language, adapter_languages(files))
+    try:
+        download_file(repo_id, filename, folder.name, progress=progress)
+    except RemoteFileNotFoundError:  # no cached listing said so beforehand (a cache from an older huggingface_hub)
+        raise UnknownLanguageError(repo_id, revision, language, None) from None
+
+
+def adapter_languages(files: Iterable[str]) -> list[str]:
+    """The languages of the top-level `adapter.LANG.safetensors` files in a repo's (or folder's) file list."""
+    return sorted(m.group(1) for f in files if (m := _ADAPTER_FILE.fullmatch(f)))
 
 
 def cached(spec: str) -> Path | None:

@@ -25,6 +25,9 @@ MODEL = typer.Option(None, "--model", "-m", help="A model file or Hugging Face f
                                                  "(embedded: the offline demo model for synthetic speech), or a "
                                                  "Hub repo id org/name[@revision], downloaded once into "
                                                  f"huggingface_hub's cache (default: {hub.DEFAULT_MODEL}).")
+LANGUAGE = typer.Option(None, "--language", help="The language of a multilingual model with one adapter per "
+                                                  "language (MMS), as its adapter files name it (eng, fra, ...); "
+                                                  "a Hub model's adapter is fetched with it.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for the model (per process under torchrun).")
@@ -55,12 +58,22 @@ def resolve_lm(lm: Path | None) -> Path | None:
     raise ConfigError("--lm default: no embedded language model is installed; pass an ARPA file (`w2v2 lm`)")
 
 
-def resolve_model(model: str | None, *, quiet: bool = False) -> Path:
+def resolve_model(model: str | None, *, language: str | None = None, quiet: bool = False) -> Path:
     """The local path of a `--model` value (every command that takes a model comes here): a path as given, a
-    name through hub.resolve (downloaded once, progress on stderr unless `quiet`), none: hub.DEFAULT_MODEL, which
-    is fetched like any other name (uncached and the Hub out of reach: a one-line error, never the embedded
-    model)."""
-    return hub.resolve(hub.DEFAULT_MODEL if model is None else str(model), progress=not quiet)
+    name through hub.resolve (downloaded once with the `language`'s adapter, progress on stderr unless `quiet`),
+    none: hub.DEFAULT_MODEL, which is fetched like any other name (uncached and the Hub out of reach: a one-line
+    error, never the embedded model)."""
+    return hub.resolve(hub.DEFAULT_MODEL if model is None else str(model), language=language, progress=not quiet)
+
+
+def open_model(model: str | None, *, language: str | None = None, device: str = "cpu", quiet: bool = False):
+    """(local path, loaded model) for a `--model` value: what every command that runs a model starts with.
+    `device` is the --device option's value (auto, cpu, cuda)."""
+    from ..inference import resolve_device
+    from ..io.checkpoint import load_model
+
+    path = resolve_model(model, language=language, quiet=quiet)
+    return path, load_model(path, device=resolve_device(device), language=language)
 
 
 def mirror(path: Path) -> Path:

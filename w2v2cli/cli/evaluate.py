@@ -11,8 +11,6 @@ from rich.table import Table
 
 from .. import hub
 from ..errors import ConfigError
-from ..inference import resolve_device
-from ..io.checkpoint import load_model
 from . import app
 from .common import (
     ALPHA,
@@ -20,12 +18,13 @@ from .common import (
     BEAM_WIDTH,
     BETA,
     DEVICE,
+    LANGUAGE,
     LM,
     MODEL,
     PRECISION,
     THREADS,
+    open_model,
     resolve_lm,
-    resolve_model,
     set_threads,
 )
 
@@ -36,6 +35,7 @@ def evaluate(
                                                               "with .wrd/.ltr, or a LibriSpeech-style tree "
                                                               "(repeatable)."),
     model: str = MODEL,
+    language: str = LANGUAGE,
     beam: bool = BEAM,
     beam_width: int = BEAM_WIDTH,
     lm: Path = LM,
@@ -63,7 +63,7 @@ def evaluate(
     other = read_utterance_records(compare) if compare is not None else None
     if utterances is not None and not utterances.parent.is_dir():
         raise ConfigError(f"--utterances {utterances}: no folder {utterances.parent} to write it in")
-    loaded = load_model(resolve_model(model), device=resolve_device(device))
+    _, loaded = open_model(model, language=language, device=device)
     results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta,
                            precision=precision)
     err = Console(stderr=True, highlight=False)

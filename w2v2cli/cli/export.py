@@ -10,9 +10,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..io.checkpoint import load_model
 from . import app
-from .common import THREADS, resolve_model, set_threads
+from .common import LANGUAGE, THREADS, open_model, set_threads
 
 
 class Format(str, Enum):
@@ -27,6 +26,7 @@ class Format(str, Enum):
 def export(
     model: str = typer.Argument(..., help="A w2v2 model file, a Hugging Face folder, a name from `w2v2 models` or "
                                           "a Hub repo id org/name[@revision]."),
+    language: str = LANGUAGE,
     fmt: Format = typer.Option(..., "--format", "-f", help="onnx (ONNX Runtime), pt2 (torch.export), torchscript, "
                                                             "hf (transformers folder) or safetensors (w2v2)."),
     output: Path = typer.Option(..., "--output", "-o", help="File to write (a folder for --format hf)."),
@@ -43,7 +43,7 @@ def export(
     from ..export import export_model
 
     set_threads(threads)
-    loaded = load_model(resolve_model(model))
+    _, loaded = open_model(model, language=language)
     err = Console(stderr=True, highlight=False)
     spinner = err.status(f"exporting to {fmt.value} and verifying") if err.is_terminal else contextlib.nullcontext()
     with spinner:

@@ -9,10 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import hub
-from ..io.checkpoint import load_model
 from ..summary import describe_model
 from . import app, common
-from .common import resolve_model
+from .common import LANGUAGE, open_model
 
 
 @app.command()
@@ -20,23 +19,22 @@ def info(
     model: str = typer.Argument(None, help="A w2v2 .safetensors/.pt model file, a Hugging Face model folder, a "
                                 "name from `w2v2 models` or a Hub repo id org/name[@revision] (default: the default "
                                 f"model, {hub.DEFAULT_MODEL}, if it is cached; nothing is downloaded for it)."),
+    language: str = LANGUAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ):
     """Show a model's architecture, parameter counts, config and vocabulary. Without MODEL: which model transcribe,
     align and evaluate use by default, and whether it is cached (described if it is)."""
-    default = None
+    default_path = hub.cached(hub.DEFAULT_MODEL)  # from the cache only: no request, no download
     if model is None:
         # Works offline: the default model is described from the cache or not at all, never downloaded here.
-        path = hub.cached(hub.DEFAULT_MODEL)
-        default = _default_model(path)
-        if path is None:
-            _print_default(default, as_json)
+        if default_path is None:
+            _print_default(_default_model(None), as_json)
             return
-    else:
-        path = resolve_model(model)
-    described = describe_model(load_model(path), path)
-    if default is not None:
-        described["default_model"] = default
+        model = str(default_path)
+    path, loaded = open_model(model, language=language)
+    described = describe_model(loaded, path)
+    if path == default_path:
+        described["default_model"] = _default_model(path)
     if path == hub.EMBEDDED_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
         from ..lm import arpa_counts
 

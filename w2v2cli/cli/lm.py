@@ -42,10 +42,9 @@ def lm(
         raise ConfigError(f"--output {output}: is a folder; name the ARPA file to write")
     vocab = None
     if model is not None:
-        from ..io.checkpoint import load_model
-        from .common import resolve_model
+        from .common import open_model
 
-        vocab = load_model(resolve_model(model)).vocab
+        vocab = open_model(model)[1].vocab
         if vocab is None:
             raise ConfigError(f"--model {model}: has no vocabulary (a pretrained model without a CTC head)")
     stats: dict = {}

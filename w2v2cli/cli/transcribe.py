@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError
-from ..inference import resolve_device
-from ..io.checkpoint import load_model
 from ..results import Result
 from ..transcribe import transcribe_iter
 from ..writers import TRANSCRIPT, WRITERS, formats
@@ -24,6 +22,7 @@ from .common import (
     BETA,
     CHUNK_SECONDS,
     DEVICE,
+    LANGUAGE,
     LM,
     MODEL,
     PRECISION,
@@ -33,9 +32,9 @@ from .common import (
     choices,
     expand_inputs,
     make_output_dir,
+    open_model,
     report,
     resolve_lm,
-    resolve_model,
     run_results,
     set_threads,
 )
@@ -56,6 +55,7 @@ def transcribe(
     inputs: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively), or - to read "
                                                   "one path per line from stdin."),
     model: str = MODEL,
+    language: str = LANGUAGE,
     fmt: Format = typer.Option(Format("txt"), "--format", "-f", help="Output format."),
     output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Write one file per input here "
                                                                      "instead of printing."),
@@ -92,7 +92,7 @@ def transcribe(
     expanded = expand_inputs(inputs)
     make_output_dir(output_dir)
     set_threads(threads)
-    loaded = load_model(resolve_model(model, quiet=quiet), device=resolve_device(device))
+    _, loaded = open_model(model, language=language, device=device, quiet=quiet)
 
     err = Console(stderr=True)
     tally = Tally("transcribed", "file")
