@@ -2,12 +2,16 @@
 NFC and NFD text give the same tokens, and every user of the text rules (fine-tuning, evaluation, alignment, the
 word LM) reads a transcript the same way."""
 
+import functools
+import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 import unicodedata
 
 import pytest
+from helpers import run_cli
 
 from w2v2cli.align import plan_transcript
 from w2v2cli.data import Utterance, read_source
@@ -110,3 +114,40 @@ def test_hindi_recording_encodes_fully(tmp_path):
     kept, dropped = prepare(source, vocab, preset("tiny", vocab_size=len(vocab)), 10**7, lambda event: None)
     assert not dropped and vocab.ids_to_text(kept[0].targets) == unicodedata.normalize("NFC", text)
     assert list(_sentences([text], "lm.txt", vocab, {"lines": 0, "empty": 0})) == [text]
+
+
+needs_uroman = pytest.mark.skipif(importlib.util.find_spec("uroman") is None,
+                                  reason="needs uroman (pip install 'w2v2cli[romanize]')")
+
+
+@needs_uroman
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_romanized_alignment_of_russian_with_a_latin_model(tmp_path):
+    """Russian speech aligned by the embedded A-Z model through uroman: the result names the Cyrillic words as
+    written, in order, with times that rise and stay inside the audio; the letters aligned are the romanized ones."""
+    text = "Привет, как дела у тебя сегодня?"
+    wav = tmp_path / "ru.wav"
+    subprocess.run(["espeak-ng", "-v", "ru", "-w", str(wav), text], check=True, capture_output=True)
+    proc = run_cli("align", wav, text, "--romanize", "--model", "embedded", "-q")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    words = result["words"]
+    assert [w["word"] for w in words] == text.split() and result["text"] == text
+    assert "".join(c["char"] for c in words[0]["chars"]) == "PRIVET"
+    bounds = [t for w in words for t in (w["start"], w["end"])]
+    assert bounds == sorted(bounds) and bounds[0] >= 0 and bounds[-1] <= result["duration"]
+    assert all(w["end"] > w["start"] for w in words)
+    # Without romanization an A-Z model cannot spell a Cyrillic letter: each word would be one wildcard.
+    latin = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    assert [w.chars for w in plan_transcript(text, latin)] == [(w.strip(",?").upper(),) for w in text.split()]
+
+
+def test_romanize_without_uroman_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    from w2v2cli import romanize
+
+    # A fresh cache over the same loader, with uroman made unimportable.
+    monkeypatch.setattr(romanize, "_uroman", functools.cache(romanize._uroman.__wrapped__))
+    monkeypatch.setitem(sys.modules, "uroman", None)
+    proc = run_cli("align", tmp_path / "a.wav", "Привет", "--romanize", "--model", "embedded")
+    assert proc.returncode != 0 and "pip install 'w2v2cli[romanize]'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -23,6 +23,21 @@ class Word:
         return out
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One line of a transcript aligned as a unit (`align --segments`): a sentence of a long recording."""
+
+    text: str  # the line as written
+    start: float  # seconds: its first word's start
+    end: float  # seconds: its last word's end
+    score: float  # how well the audio matches the text, 0..1 (align.segments.segment_score)
+    words: tuple[Word, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
+                "score": round(self.score, 4), "words": [w.to_dict() for w in self.words]}
+
+
 @dataclass
 class Result:
     """One input's transcript or alignment. A failed input has `error` set and the other fields empty."""
@@ -32,10 +47,14 @@ class Result:
     duration: float = 0.0  # seconds
     words: list[Word] = field(default_factory=list)
     error: str | None = None  # why the input could not be processed
+    segments: list[Segment] | None = None  # the transcript's lines, when aligned as segments
     item: object = field(default=None, repr=False, compare=False)  # the input as the caller gave it; not written
 
     def to_dict(self) -> dict:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
-                "words": [w.to_dict() for w in self.words]}
+        out = {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
+               "words": [w.to_dict() for w in self.words]}
+        if self.segments is not None:
+            out["segments"] = [s.to_dict() for s in self.segments]
+        return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from .results import Result
 
 TSV_HEADER = "start\tend\tword\tscore"
+SEGMENT_TSV_HEADER = "start\tend\ttext\tscore"  # one row per segment (`align --segments`)
 
 
 def _timestamp(seconds: float, sep: str) -> str:
@@ -36,6 +37,14 @@ def cues(words, max_chars: int = 42, max_seconds: float = 6.0, max_gap: float = 
     return out
 
 
+def _cues(result: Result) -> list[tuple[float, float, str]]:
+    """Subtitle cues: one per segment when the result has segments (each line of the transcript its own cue),
+    else words grouped by `cues`."""
+    if result.segments is not None:
+        return [(s.start, s.end, s.text) for s in result.segments if s.words]
+    return cues(result.words)
+
+
 def _tier(name: str, spans, duration: float) -> list[str]:
     """A Praat interval tier: spans in order, gaps filled with empty intervals, covering [0, duration]."""
     intervals, t = [], 0.0
@@ -59,13 +68,16 @@ def _tier(name: str, spans, duration: float) -> list[str]:
 
 
 def textgrid(result: Result) -> str:
-    """Praat TextGrid (long text format) with a word tier and a character tier."""
+    """Praat TextGrid (long text format) with a word tier and a character tier, and first a segment tier when the
+    result has segments."""
     duration = max([result.duration] + [w.end for w in result.words])
-    words = [(w.start, w.end, w.word) for w in result.words]
-    chars = [(c.start, c.end, c.word) for w in result.words for c in w.chars]
+    tiers = [("words", [(w.start, w.end, w.word) for w in result.words]),
+             ("chars", [(c.start, c.end, c.word) for w in result.words for c in w.chars])]
+    if result.segments is not None:
+        tiers.insert(0, ("segments", [(s.start, s.end, s.text) for s in result.segments if s.words]))
     lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {duration:.3f}",
-             "tiers? <exists>", "size = 2", "item []:"]
-    for i, (name, spans) in enumerate((("words", words), ("chars", chars)), 1):
+             "tiers? <exists>", f"size = {len(tiers)}", "item []:"]
+    for i, (name, spans) in enumerate(tiers, 1):
         lines += [f"    item [{i}]:", *_tier(name, spans, duration)]
     return "\n".join(lines) + "\n"
 
@@ -96,26 +108,32 @@ def _txt_line(result: Result, index: int) -> str:
     return f"{result.path}\t{result.text}\n"
 
 
+def _tsv_table(result: Result) -> tuple[str, list[str]]:
+    """(header, rows) of a result's table: a row per word, or per segment when it has segments."""
+    if result.segments is not None:
+        return SEGMENT_TSV_HEADER, [f"{s.start:.2f}\t{s.end:.2f}\t{s.text}\t{s.score:.4f}" for s in result.segments]
+    return TSV_HEADER, [f"{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}" for w in result.words]
+
+
 def _tsv(result: Result) -> str:
-    rows = [f"{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}" for w in result.words]
-    return "\n".join([TSV_HEADER, *rows]) + "\n"
+    header, rows = _tsv_table(result)
+    return "\n".join([header, *rows]) + "\n"
 
 
 def _tsv_rows(result: Result, index: int) -> str:
     """One result's rows of a table over several results, with a path column."""
-    header = f"path\t{TSV_HEADER}\n" if index == 0 else ""
-    return header + "".join(f"{result.path}\t{w.start:.2f}\t{w.end:.2f}\t{w.word}\t{w.score:.4f}\n"
-                            for w in result.words)
+    header, rows = _tsv_table(result)
+    return (f"path\t{header}\n" if index == 0 else "") + "".join(f"{result.path}\t{row}\n" for row in rows)
 
 
 def _srt(result: Result) -> str:
     return "".join(f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n\n"
-                   for i, (a, b, text) in enumerate(cues(result.words), 1))
+                   for i, (a, b, text) in enumerate(_cues(result), 1))
 
 
 def _vtt(result: Result) -> str:
     return "WEBVTT\n\n" + "".join(f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n\n"
-                                  for a, b, text in cues(result.words))
+                                  for a, b, text in _cues(result))
 
 
 def _ctm(result: Result) -> str:

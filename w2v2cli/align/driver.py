@@ -21,8 +21,10 @@ from ..errors import AlignmentError, ConfigError
 from ..inference import EmissionRunner
 from ..manifest import ManifestItem
 from ..results import Result, Word
+from ..romanize import load_romanizer
 from ..text import Vocabulary
 from .plan import UNKNOWN_POLICIES, AlignmentProblem, plan_alignment
+from .segments import segments_of
 from .spans import frame_levels_db, spans_of
 from .viterbi import ENGINES, align_batch, describe
 
@@ -55,10 +57,14 @@ class _Item:
 
 
 def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "star", star_penalty: float = 1.0,
-               bounds: str = "sound", precision: str = "auto", batch_seconds: float | None = None,
-               chunk_seconds: float = 30.0, context_seconds: float = 2.0, workers: int = 2) -> Iterator[Result]:
+               bounds: str = "sound", romanize: bool = False, segments: bool = False, precision: str = "auto",
+               batch_seconds: float | None = None, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
+               workers: int = 2) -> Iterator[Result]:
     """Alignments of requests or (audio path, transcript) pairs, in input order; a failing item yields a Result
-    with `error` set and the others go on."""
+    with `error` set and the others go on. `romanize`: each word is spelled by its uroman romanization (any
+    script to Latin letters; needs the `romanize` extra) and reported as written. `segments`: each non-empty line
+    of a transcript is a segment, in `Result.segments` with its times and score (align.segments)."""
+    romanizer = load_romanizer() if romanize else None  # before any work: a missing extra fails here
     if unknown not in UNKNOWN_POLICIES:
         raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, not {unknown!r}")
     if bounds not in BOUNDS:
@@ -70,7 +76,8 @@ def align_iter(model, items: Iterable[AlignRequest | tuple], *, unknown: str = "
     for item, emissions in runner.stream(_read(runner, _requests(items), bounds == "sound", workers)):
         if emissions is not None:
             try:
-                item.problem = plan_alignment(emissions, item.result.item.text, model.vocab, unknown, star_penalty)
+                item.problem = plan_alignment(emissions, item.result.item.text, model.vocab, unknown, star_penalty,
+                                              romanizer, segments)
             except AlignmentError as exc:
                 item.result.error = str(exc)
         pending.append(item)
@@ -105,6 +112,8 @@ def _search(items: list[_Item], blank: int, runner: EmissionRunner) -> list[Resu
         else:
             result.text, result.words = spans_of(item.problem, states, blank, runner.frame_seconds, item.levels_db,
                                                  result.duration)
+            if item.problem.lines is not None:
+                result.segments = segments_of(item.problem, states, result.words, blank)
     return [item.result for item in items]
 
 

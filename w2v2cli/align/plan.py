@@ -9,6 +9,7 @@ transcript absorbs speech the transcript does not cover.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +28,12 @@ class PlannedWord:
     chars: tuple[str, ...]  # what each token stands for (the original characters for a star)
 
 
-def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star") -> list[PlannedWord]:
+def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star",
+                    romanize: Callable[[str], str] | None = None) -> list[PlannedWord]:
     """Words of `text` (kept as written) as vocabulary tokens, matched in the vocabulary's letter case.
     Punctuation the vocabulary lacks is not spoken and is dropped; other characters it lacks (digits, symbols,
-    other scripts) follow `unknown`."""
+    other scripts) follow `unknown`. With `romanize` (a word -> its spelling in Latin letters), each word is
+    spelled by its romanization and keeps its original text."""
     if unknown not in UNKNOWN_POLICIES:
         raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, not {unknown!r}")
     index = spoken_index(vocab)
@@ -39,7 +42,8 @@ def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star") -> list
     planned = []
     for raw in unicodedata.normalize("NFKC", text).split():
         tokens, chars, unknown_run = [], [], ""
-        for grapheme in graphemes(fold_case(normalize_text(raw), upper, lower)):
+        spelling = normalize_text(romanize(raw) if romanize is not None else raw)
+        for grapheme in graphemes(fold_case(spelling, upper, lower)):
             ids, _ = spell_grapheme(grapheme, index)
             if ids is None and unicodedata.category(grapheme[0]).startswith("P"):
                 continue  # punctuation is not spoken
@@ -101,12 +105,26 @@ class AlignmentProblem:
     owners: list[tuple[int, int] | None]  # per token: (word index, char index), or None
     log_probs: torch.Tensor  # (T, V + 1) with the star column; (T + 2, V + 1) with an edge frame at each end
     edge_stars: bool
+    # With segments: each non-empty line of the transcript as (its text, first word index, end word index).
+    lines: list[tuple[str, int, int]] | None = None
 
 
 def plan_alignment(log_probs: torch.Tensor, text: str, vocab: Vocabulary, unknown: str = "star",
-                   star_penalty: float = 1.0) -> AlignmentProblem:
-    """The search problem of aligning `text` to emissions (T, V) of one utterance."""
-    words = plan_transcript(text, vocab, unknown)
+                   star_penalty: float = 1.0, romanize: Callable[[str], str] | None = None,
+                   segments: bool = False) -> AlignmentProblem:
+    """The search problem of aligning `text` to emissions (T, V) of one utterance (`romanize`: as for
+    `plan_transcript`). With `segments`, each non-empty line of `text` is a segment; the lines are aligned
+    together, as one transcript, so each line's words stay in their place among the others."""
+    lines = None
+    if segments:
+        words, lines = [], []
+        for line in text.splitlines():
+            if line.strip():
+                planned = plan_transcript(line, vocab, unknown, romanize)
+                lines.append((" ".join(line.split()), len(words), len(words) + len(planned)))
+                words += planned
+    else:
+        words = plan_transcript(text, vocab, unknown, romanize)
     if not words:
         raise AlignmentError("the transcript is empty" if not text.strip() else
                              "nothing in the transcript can be aligned with this model's vocabulary")
@@ -119,5 +137,5 @@ def plan_alignment(log_probs: torch.Tensor, text: str, vocab: Vocabulary, unknow
         edge = torch.full((1, lp.shape[1]), -1e4, device=lp.device)
         edge[0, -1] = 0.0
         lp = torch.cat([edge, lp, edge])
-    return AlignmentProblem(words, targets, owners, lp, edge_stars)
+    return AlignmentProblem(words, targets, owners, lp, edge_stars, lines)
 

@@ -97,13 +97,20 @@ def extend_word_bounds(words: list[Word], levels_db: np.ndarray, frame_seconds: 
     return out
 
 
+def inner_path(problem: AlignmentProblem, states: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """The path's states and the log-probabilities (T, V + 1) over the utterance's own frames: without the edge
+    frames the search adds for the edge stars."""
+    lp = problem.log_probs.cpu()
+    if problem.edge_stars:
+        return states[1:-1], lp[1:-1]
+    return states, lp
+
+
 def spans_of(problem: AlignmentProblem, states: np.ndarray, blank: int, frame_seconds: float,
              levels_db: np.ndarray | None = None, duration: float = 0.0) -> tuple[str, list[Word]]:
     """(normalized text, words with character spans) from the states the search found; with the audio's frame
     levels (`frame_levels_db`), word bounds move to where the sound starts and stops (`extend_word_bounds`)."""
-    lp = problem.log_probs.cpu()
-    if problem.edge_stars:
-        states, lp = states[1:-1], lp[1:-1]
+    states, lp = inner_path(problem, states)
     aligned = spans_from_states(states, lp, problem.targets, problem.owners, problem.words, blank, frame_seconds)
     if levels_db is not None:
         aligned = extend_word_bounds(aligned, levels_db, frame_seconds, duration)

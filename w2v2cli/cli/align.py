@@ -9,10 +9,14 @@ import typer
 from rich.console import Console
 
 from ..align import BOUNDS, UNKNOWN_POLICIES, AlignRequest, align_iter
-from ..errors import ConfigError
+from ..align.segments import cut_segments, keep_segments
+from ..errors import ConfigError, W2V2Error
 from ..inference import resolve_device
+from ..io.atomic import atomic_open
+from ..io.audio import load_audio
 from ..io.checkpoint import load_model
 from ..manifest import read_pairs
+from ..romanize import load_romanizer
 from ..writers import ALIGNMENT, WRITERS, formats
 from . import app
 from .common import (
@@ -52,6 +56,15 @@ def align(
     bounds: Bounds = typer.Option(Bounds("sound"), "--bounds", help="Word bounds: sound (moved out from the "
                                   "characters' frames to where the sound starts and stops) or tokens (the frames "
                                   "the CTC path gives the characters)."),
+    romanize: bool = typer.Option(False, "--romanize", help="Spell each word in Latin letters with uroman before "
+                                  "aligning (text in any script, a Latin-letter model); words are reported as "
+                                  "written. Needs: pip install 'w2v2cli[romanize]'."),
+    segments: bool = typer.Option(False, "--segments", help="Each non-empty line of the transcript is a segment: "
+                                  "results gain its start, end and a match score 0..1."),
+    cut: Path = typer.Option(None, "--cut", help="Write each segment as a WAV clip here (<stem>-0001.wav, ...) and "
+                             "a manifest.jsonl of them that evaluate and finetune read. Implies --segments."),
+    min_score: float = typer.Option(None, "--min-score", help="Drop segments scoring below this (0..1): audio that "
+                                    "does not match its line. Implies --segments."),
     device: str = DEVICE,
     precision: str = PRECISION,
     batch_seconds: float = BATCH_SECONDS,
@@ -71,17 +84,82 @@ def align(
     single = manifest is None
     if output_dir is None and WRITERS[fmt].per_input and not single:
         raise ConfigError(f"--format {fmt} with several items needs --output-dir (one file per item)")
+    if min_score is not None and not 0 <= min_score <= 1:
+        raise ConfigError(f"--min-score must be between 0 and 1, not {min_score:g}")
+    segments = segments or cut is not None or min_score is not None
     items = [AlignRequest(audio, _read_transcript(transcript))] if single else _read_manifest(manifest)
+    if romanize:
+        load_romanizer()  # a missing extra is an error before the model loads (it is loaded once per process)
     make_output_dir(output_dir)
+    _make_cut_dir(cut)
     set_threads(threads)
     loaded = load_model(resolve_model(model, quiet=quiet), device=resolve_device(device))
 
     extension = WRITERS[fmt].extension
-    results = align_iter(loaded, items, unknown=unknown.value, bounds=bounds.value, precision=precision,
-                         batch_seconds=batch_seconds, chunk_seconds=chunk_seconds)
-    run_results(results, fmt, Tally("aligned", "item", real_time=False), Console(stderr=True), single=single,
+    err = Console(stderr=True)
+    results = align_iter(loaded, items, unknown=unknown.value, bounds=bounds.value, romanize=romanize,
+                         segments=segments, precision=precision, batch_seconds=batch_seconds,
+                         chunk_seconds=chunk_seconds)
+    if segments:
+        results = _segment_results(results, min_score, cut, loaded.config.sample_rate, err, quiet)
+    run_results(results, fmt, Tally("aligned", "item", real_time=False), err, single=single,
                 output_dir=output_dir, target=lambda r: output_dir / mirror(Path(r.path)).with_suffix(extension),
                 quiet=quiet, label="aligning")
+
+
+def _make_cut_dir(cut: Path | None) -> None:
+    if cut is not None:
+        try:
+            cut.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--cut {cut}: cannot create ({exc.strerror or exc})") from None
+
+
+def _segment_results(results, min_score: float | None, cut: Path | None, sample_rate: int, err: Console,
+                     quiet: bool):
+    """The results with their segments below `min_score` dropped and, with `cut`, the rest written as clips and
+    listed in `cut/manifest.jsonl` (written atomically once the results end, also when they stop early, so the
+    clips already cut are listed). A clip that cannot be written fails its own item only."""
+    records, owners = [], {}  # owners: clip name stem -> the input whose clips have it
+    dropped = total = 0
+    try:
+        for result in results:
+            if result.error is None and result.segments is not None:
+                total += len(result.segments)
+                dropped += keep_segments(result, min_score) if min_score is not None else 0
+                if cut is not None:
+                    records += _cut(result, cut, sample_rate, owners)
+            yield result
+    finally:
+        if cut is not None:
+            _write_manifest(cut / "manifest.jsonl", records, err)
+        if min_score is not None and not quiet:
+            err.print(f"--min-score {min_score:g}: dropped {dropped} of {total} segments", highlight=False,
+                      soft_wrap=True)
+
+
+def _cut(result, cut: Path, sample_rate: int, owners: dict) -> list[dict]:
+    """The clips of one result, written; on failure its error is set and it adds no records."""
+    name = mirror(Path(result.path)).with_suffix("")
+    if owners.setdefault(name, result.path) != result.path:
+        result.error = f"--cut: its clips would replace those of {owners[name]} (same name {name.name})"
+        return []
+    try:
+        audio = load_audio(result.item.audio, sample_rate)
+        return cut_segments(audio, result.segments, cut, name, sample_rate)
+    except (W2V2Error, OSError) as exc:
+        result.error = f"--cut: {getattr(exc, 'strerror', None) or exc}"
+        return []
+
+
+def _write_manifest(path: Path, records: list[dict], err: Console) -> None:
+    import json
+
+    try:
+        with atomic_open(path) as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    except OSError as exc:
+        err.print(f"--cut: cannot write {path}: {exc.strerror or exc}", markup=False, highlight=False)
 
 
 def _read_manifest(manifest: str):
