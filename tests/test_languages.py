@@ -151,3 +151,14 @@ def test_romanize_without_uroman_is_one_line_naming_the_extra(tmp_path, monkeypa
     proc = run_cli("align", tmp_path / "a.wav", "Привет", "--romanize", "--model", "embedded")
     assert proc.returncode != 0 and "pip install 'w2v2cli[romanize]'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_romanized_words_keep_their_text_and_follow_unknown():
+    """Each word is spelled by its romanization and keeps its original text; what the romanization leaves that
+    the model cannot spell (digits) follows --unknown, punctuation is not spoken."""
+    spelled = {"Москва,": "Moskva,", "42": "42", "дом": "dom"}.get
+    latin = Vocabulary.from_characters("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    words = plan_transcript("Москва, 42 дом", latin, romanize=spelled)
+    assert [w.text for w in words] == ["Москва,", "42", "дом"]
+    assert [w.chars for w in words] == [tuple("MOSKVA"), ("42",), tuple("DOM")]
+    assert [w.text for w in plan_transcript("Москва, 42 дом", latin, "skip", romanize=spelled)] == ["Москва,", "дом"]
