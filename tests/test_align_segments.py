@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from helpers import run_cli
 
 from w2v2cli import load_model
 from w2v2cli.align import plan_alignment
-from w2v2cli.align.segments import segment_score
+from w2v2cli.align.segments import cut_segments, segment_score
 from w2v2cli.evaluate import evaluate
 from w2v2cli.hub import EMBEDDED_MODEL
 from w2v2cli.results import Result, Segment, Word
@@ -79,6 +80,8 @@ def test_segments_cut_into_a_manifest_evaluate_reads(recording, tmp_path):
             assert f.getnframes() / f.getframerate() == pytest.approx(record["duration"], abs=1e-3)
         assert record["duration"] == pytest.approx(segment["end"] - segment["start"], abs=2e-3)
         assert (record["text"], record["score"]) == (segment["text"], segment["score"])
+        assert record["source"] == str(folder / "LONG.wav")
+        assert record["source_start"] == pytest.approx(segment["start"], abs=1e-3)
 
     (score,) = evaluate(load_model(EMBEDDED_MODEL), str(cut / "manifest.jsonl"))
     assert score.utterances == 4 and score.failed == 0 and not score.problems
@@ -151,3 +154,17 @@ def test_writers_give_one_cue_row_or_interval_per_segment():
     assert [s["text"] for s in data["segments"]] == ["Hello there!", "--", "world"]
     assert data["segments"][0]["words"][1]["word"] == "there"
     assert "segments" not in json.loads(render(Result("a.wav", "x", 1.0, []), "json"))
+
+
+def test_clips_of_inputs_with_one_name_go_on_numbering(tmp_path):
+    """Clips are cut where the segments are, and a second input of the same name (another folder, another span of
+    the file) numbers its clips after the first one's instead of replacing them; a segment without words has no
+    clip."""
+    rate = 1000
+    audio = np.linspace(-1, 1, 3 * rate, dtype=np.float32)
+    records = cut_segments(audio, _result().segments, tmp_path, Path("sub/LONG.wav"), rate, numbered=4)
+    assert [r["audio"] for r in records] == ["sub/LONG-0005.wav", "sub/LONG-0007.wav"]
+    assert [(r["source_start"], r["source_end"], r["duration"]) for r in records] == [(0.5, 1.4, 0.9), (2.0, 2.5, 0.5)]
+    with wave.open(str(tmp_path / "sub/LONG-0007.wav")) as f:
+        samples = np.frombuffer(f.readframes(f.getnframes()), "<i2") / 32767
+    assert f.getframerate() == rate and np.allclose(samples, audio[2000:2500], atol=1e-4)

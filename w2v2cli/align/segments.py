@@ -74,14 +74,16 @@ def clip_name(stem: str, number: int) -> str:
     return f"{stem}-{number:04d}.wav"
 
 
-def cut_segments(audio, segments: list[Segment], root: Path, name: Path, sample_rate: int) -> list[dict]:
+def cut_segments(audio, segments: list[Segment], root: Path, name: Path, sample_rate: int,
+                 numbered: int = 0) -> list[dict]:
     """Write each segment of `audio` (1-D samples at `sample_rate`) as a 16-bit WAV clip, atomically, numbered in
-    order: `root/<name's folder>/<name's stem>-0001.wav`...; returns a manifest record per clip for a manifest in
-    `root` (`audio` relative to it, `text`, `duration` in seconds, `score`). A segment without words has no audio
-    and gets no clip."""
+    order after the `numbered` clips already cut under this name: `root/<name's folder>/<name's stem>-0001.wav`...;
+    returns a manifest record per clip for a manifest in `root` (`audio` relative to it, `text`, `duration` in
+    seconds, `score`, and where the clip is in the recording: `source_start`, `source_end`). A segment without
+    words has no audio and gets no clip (its number is not used)."""
     samples = np.asarray(audio, dtype=np.float32)
     records = []
-    for number, segment in enumerate(segments, 1):
+    for number, segment in enumerate(segments, numbered + 1):
         if not segment.words:
             continue
         first = max(0, round(segment.start * sample_rate))
@@ -89,7 +91,8 @@ def cut_segments(audio, segments: list[Segment], root: Path, name: Path, sample_
         path = root / name.parent / clip_name(name.stem, number)
         write_wav(path, samples[first:last], sample_rate)
         records.append({"audio": path.relative_to(root).as_posix(), "text": segment.text,
-                        "duration": round((last - first) / sample_rate, 3), "score": round(segment.score, 4)})
+                        "duration": round((last - first) / sample_rate, 3), "score": round(segment.score, 4),
+                        "source_start": round(first / sample_rate, 3), "source_end": round(last / sample_rate, 3)})
     return records
 
 

@@ -120,7 +120,7 @@ def _segment_results(results, min_score: float | None, cut: Path | None, sample_
     """The results with their segments below `min_score` dropped and, with `cut`, the rest written as clips and
     listed in `cut/manifest.jsonl` (written atomically once the results end, also when they stop early, so the
     clips already cut are listed). A clip that cannot be written fails its own item only."""
-    records, owners = [], {}  # owners: clip name stem -> the input whose clips have it
+    records, numbered = [], {}  # numbered: clip name -> clips cut under it so far
     dropped = total = 0
     try:
         for result in results:
@@ -128,7 +128,7 @@ def _segment_results(results, min_score: float | None, cut: Path | None, sample_
                 total += len(result.segments)
                 dropped += keep_segments(result, min_score) if min_score is not None else 0
                 if cut is not None:
-                    records += _cut(result, cut, sample_rate, owners)
+                    records += _cut(result, cut, sample_rate, numbered)
             yield result
     finally:
         if cut is not None:
@@ -138,15 +138,16 @@ def _segment_results(results, min_score: float | None, cut: Path | None, sample_
                       soft_wrap=True)
 
 
-def _cut(result, cut: Path, sample_rate: int, owners: dict) -> list[dict]:
-    """The clips of one result, written; on failure its error is set and it adds no records."""
-    name = mirror(Path(result.path)).with_suffix("")
-    if owners.setdefault(name, result.path) != result.path:
-        result.error = f"--cut: its clips would replace those of {owners[name]} (same name {name.name})"
-        return []
+def _cut(result, cut: Path, sample_rate: int, numbered: dict) -> list[dict]:
+    """The clips of one result, written; on failure its error is set and it adds no records. Inputs with the same
+    name (spans of one file, files of one name in other folders) go on numbering its clips, never replace them."""
+    name = mirror(Path(result.path))
+    prefix = name.with_suffix("")  # what its clips' names start with: x.wav and x.flac share it
     try:
         audio = load_audio(result.item.audio, sample_rate)
-        return cut_segments(audio, result.segments, cut, name, sample_rate)
+        records = cut_segments(audio, result.segments, cut, name, sample_rate, numbered.get(prefix, 0))
+        numbered[prefix] = numbered.get(prefix, 0) + len(result.segments)
+        return [{**r, "source": result.path} for r in records]
     except (W2V2Error, OSError) as exc:
         result.error = f"--cut: {getattr(exc, 'strerror', None) or exc}"
         return []
