@@ -297,7 +297,8 @@ def test_cli_sets_every_finetuning_field(monkeypatch, tmp_path):
     monkeypatch.setattr(library, "finetune", fake)
     given = {"freeze_updates": 7, "mask_prob": 0.3, "mask_length": 2, "mask_channel_prob": 0.1,
              "mask_channel_length": 16, "layerdrop": 0.05, "dropout": 0.01, "attention_dropout": 0.02,
-             "activation_dropout": 0.03, "feature_dropout": 0.04, "final_dropout": 0.06, "reinit_layers": 2}
+             "activation_dropout": 0.03, "feature_dropout": 0.04, "final_dropout": 0.06, "reinit_layers": 2,
+             "adapter": "hin", "adapter_dim": 8}
     (tmp_path / "m.safetensors").touch()  # --init is resolved by the CLI, so it must exist
     args = ["finetune", "--init", str(tmp_path / "m.safetensors"), "--train", "t.jsonl", "-o", str(tmp_path)]
     for name, value in given.items():

@@ -60,6 +60,12 @@ def finetune(
                                       help="Start the top N Transformer layers from fresh weights instead of "
                                            "the pretrained ones (default 0). They stay frozen with the rest "
                                            "during --freeze-updates."),
+    adapter: str = typer.Option(None, "--adapter", metavar="LANG",
+                                help="Train only attention adapters and the CTC head for language LANG (MMS "
+                                     "style; the rest stays as it is) and write OUTPUT/adapter.LANG.safetensors, "
+                                     "which transformers' load_adapter and --language LANG read. A pre-LN model "
+                                     "without adapters gets fresh ones."),
+    adapter_dim: int = typer.Option(None, "--adapter-dim", help="Width of fresh adapters (default 16)."),
     layerdrop: float = typer.Option(None, "--layerdrop", help=f"Transformer layerdrop ({RECIPE})."),
     train_feature_encoder: bool = typer.Option(
         None, "--train-feature-encoder/--freeze-feature-encoder",
@@ -124,7 +130,8 @@ def finetune(
             "mask_channel_prob": mask_channel_prob, "mask_channel_length": mask_channel_length, "layerdrop": layerdrop,
             "dropout": dropout, "attention_dropout": attention_dropout, "activation_dropout": activation_dropout,
             "feature_dropout": feature_dropout, "final_dropout": final_dropout,
-            "train_feature_encoder": train_feature_encoder, "reinit_layers": reinit_layers,
+            "train_feature_encoder": train_feature_encoder, "reinit_layers": reinit_layers, "adapter": adapter,
+            "adapter_dim": adapter_dim,
         }.items() if v is not None}
 
         def configs(data_hours: float):

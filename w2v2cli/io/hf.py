@@ -301,8 +301,10 @@ def load_hf_folder(folder, language: str | None = None) -> Wav2Vec2:
     hf = _read_json(folder / "config.json")
     hf_state = _read_weights(folder)
     if hf.get("adapter_attn_dim"):
-        language = language or _default_language(folder)
-        if language is not None:
+        default = _default_language(folder)
+        language = language or default
+        # The weights hold the default language's adapter (MMS: English); another needs its file.
+        if language is not None and (language != default or language in adapter_languages(folder)):
             hf_state.update(_read_adapter(folder, language))
     elif language is not None and not _is_nested(_read_json(folder / "vocab.json", required=False)):
         raise ModelFileError(folder, f"--language {language}: this model has no language adapters and one "
@@ -484,6 +486,26 @@ def hf_state(model: Wav2Vec2) -> dict[str, torch.Tensor]:
             raise ConfigError(f"no transformers name for weight {key!r}")
         out[name if name.startswith("lm_head.") else f"{prefix}{name}"] = value
     return out
+
+
+def save_adapter(model: Wav2Vec2, path) -> Path:
+    """Write the model's attention adapters and CTC head as transformers' `load_adapter` reads them
+    (adapter.LANG.safetensors: wav2vec2.encoder.layers.N.adapter_layer.* and lm_head.*), atomically."""
+    from safetensors.torch import save_file
+
+    from .atomic import atomic_path
+
+    if not model.config.adapter_dim or model.ctc_head is None or model.config.family != "wav2vec2":
+        raise ConfigError("only a wav2vec 2.0 CTC model with attention adapters has an adapter file to write")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in hf_state(model).items()
+               if k.startswith("lm_head.") or ".adapter_layer." in k}
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot write: {exc.strerror or exc}") from None
+    return path
 
 
 BATCH_NOTE = """

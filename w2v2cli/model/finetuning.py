@@ -25,12 +25,16 @@ class Wav2Vec2ForCtcTraining(nn.Module):
     def __init__(self, model, cfg: FinetuneConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
-        self.freeze_encoder = cfg.freeze_updates > 0
+        self.freeze_encoder = cfg.freeze_updates > 0 and not cfg.adapter
         for p in model.feature_encoder.parameters():  # feature_grad_mult 0: the CNN stays as pretrained
             p.requires_grad_(cfg.train_feature_encoder)
+        if cfg.adapter:  # adapter fine-tuning: the adapters and the CTC head learn, nothing else moves
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith("ctc_head.") or ".adapter." in name)
 
     def set_update(self, update: int) -> None:
-        self.freeze_encoder = update < self.cfg.freeze_updates
+        # The adapters sit inside the encoder: with them, it is never run without gradients.
+        self.freeze_encoder = update < self.cfg.freeze_updates and not self.cfg.adapter
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
                 target_lengths: torch.Tensor) -> CtcTerms:

@@ -231,12 +231,18 @@ class FinetuneConfig(Settings):
     # Transformer layers at the top that start from fresh weights instead of the pretrained ones: the top layers
     # of a pretrained wav2vec 2.0 serve the contrastive task more than recognition (Pasad et al., 2021).
     reinit_layers: int = 0
+    # Adapter fine-tuning (MMS): a language code trains only the attention adapters and the CTC head, for that
+    # language; the rest of the model stays bit-identical. A model without adapters gets fresh ones this wide.
+    adapter: str = ""
+    adapter_dim: int = 16  # MMS's adapter_attn_dim
 
     def problems(self) -> Iterator[str]:
         yield from _fractions(self, ("mask_prob", "mask_channel_prob", "layerdrop", "dropout", "attention_dropout",
                                      "activation_dropout", "feature_dropout", "final_dropout"))
-        yield from _at_least(self, 1, ("mask_length", "mask_channel_length"))
+        yield from _at_least(self, 1, ("mask_length", "mask_channel_length", "adapter_dim"))
         yield from _at_least(self, 0, ("freeze_updates", "reinit_layers"))
+        if self.adapter and not all(c.isalnum() or c in "-_" for c in self.adapter):
+            yield f"adapter must be a language code (letters, digits, - or _), not {self.adapter!r}"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -60,6 +61,56 @@ def with_ctc_head(model: Wav2Vec2, vocab: Vocabulary, tune: FinetuneConfig, seed
     state = {k: v for k, v in state.items() if not k.startswith(fresh)}  # startswith(()) is False
     tuned.load_state_dict(state, strict=False)
     return tuned.train()
+
+
+def with_adapters(model: Wav2Vec2, tune: FinetuneConfig, seed: int) -> Wav2Vec2:
+    """`model` ready for adapter fine-tuning: as it is when it has attention adapters, else with fresh ones
+    (`tune.adapter_dim` wide) whose up-projections start at zero, so that its outputs are unchanged until the
+    adapters learn."""
+    cfg = model.config
+    if tune.reinit_layers:
+        raise ConfigError("reinit_layers does not go with adapter: adapter fine-tuning keeps every layer as it is")
+    if cfg.family != "wav2vec2":
+        raise ConfigError(f"adapter: attention adapters exist for wav2vec 2.0 models, not {cfg.family}")
+    if not cfg.layer_norm_first:
+        raise ConfigError("adapter: attention adapters need a pre-LN (stable layer norm) model, as MMS and "
+                          "LARGE-LV60 are")
+    if cfg.adapter_dim:
+        return model
+    torch.manual_seed(seed)
+    fresh = build_model(cfg.replace(adapter_dim=tune.adapter_dim), model.vocab)
+    for layer in fresh.transformer.layers:
+        nn.init.zeros_(layer.adapter.up.weight)
+        nn.init.zeros_(layer.adapter.up.bias)
+    fresh.load_state_dict(model.state_dict(), strict=False)  # everything but the new adapters
+    return fresh
+
+
+def write_adapter(model_file: Path, language: str) -> list[Path]:
+    """Beside a trained model file: adapter.LANG.safetensors (transformers' load_adapter layout) and
+    vocab.LANG.json, the language's entry for an MMS vocab.json ({token: id})."""
+    from ..io.atomic import atomic_open
+    from ..io.hf import save_adapter
+    from ..io.native import load_native
+
+    model = load_native(model_file)
+    folder = model_file.parent
+    adapter = save_adapter(model, folder / f"adapter.{language}.safetensors")
+    vocab_file = folder / f"vocab.{language}.json"
+    with atomic_open(vocab_file) as f:
+        json.dump({t: i for i, t in enumerate(model.vocab.tokens)}, f, ensure_ascii=False, indent=1)
+    return [adapter, vocab_file]
+
+
+def _adapter_vocabulary(base: Wav2Vec2, utterances: list[Utterance]) -> Vocabulary | None:
+    """The vocabulary adapter fine-tuning keeps: the model's when it spells every transcript, else None (a new
+    one is built from the transcripts, with a new CTC head)."""
+    if base.vocab is None:
+        return None
+    for u in utterances:
+        if encode_transcript(u.text or "", base.vocab)[2]:  # characters the vocabulary cannot spell
+            return None
+    return base.vocab
 
 
 def build_vocabulary(utterances: list[Utterance]) -> tuple[Vocabulary, Counter]:
@@ -154,8 +205,12 @@ def finetune(
         raise ConfigError(f"reinit_layers {tune.reinit_layers}: {init} has {base.config.num_layers} "
                           "Transformer layers")
     utterances = _subset(train_source, hours, cfg.seed, rate, output, emit)
-    new_vocabulary = base.vocab is None
-    vocab, dropped_building = build_vocabulary(utterances) if new_vocabulary else (base.vocab, Counter())
+    kept_vocab = base.vocab
+    if tune.adapter:
+        base = with_adapters(base, tune, cfg.seed)
+        kept_vocab = _adapter_vocabulary(base, utterances)
+    new_vocabulary = kept_vocab is None
+    vocab, dropped_building = build_vocabulary(utterances) if new_vocabulary else (kept_vocab, Counter())
     kept, dropped_encoding = prepare(DataSource(train_source.name, utterances, []), vocab, model_config,
                                      cfg.max_tokens, emit)
     if not kept:
@@ -170,6 +225,8 @@ def finetune(
     summary = Trainer(objective, DataSource(train_source.name, kept, []), cfg, output, valid_sets, on_event).run()
     summary.update(vocab_size=len(vocab), train_utterances=len(kept),
                    best_wer=objective.best_wer, best_update=objective.best_update)
+    if tune.adapter and os.environ.get("RANK", "0") == "0":
+        summary["adapter_files"] = [str(p) for p in write_adapter(output / "model.safetensors", tune.adapter)]
     return summary
 
 
