@@ -127,3 +127,44 @@ def test_audio_too_short_for_one_frame_is_an_error(tmp_path):
     with pytest.raises(AudioError, match="too short"):
         load_audio(tmp_path / "blip.wav", min_samples=400)
     assert len(load_audio(tmp_path / "blip.wav", min_samples=399)) == 399
+
+
+def test_a_span_is_read_by_seeking_and_equals_the_slice(tmp_path):
+    from w2v2cli.io.audio import AudioSpan
+
+    x = speechlike(3 * 44100, sample_rate=44100)
+    sf.write(tmp_path / "long.flac", x, 44100, subtype="PCM_24")
+    whole = load_audio(tmp_path / "long.flac", 44100).numpy()
+    part = load_audio(AudioSpan(tmp_path / "long.flac", 1.0, 0.5), 44100).numpy()
+    assert np.array_equal(part, whole[44100:44100 + 22050])
+    assert len(load_audio(AudioSpan(tmp_path / "long.flac", 2.5), 16000)) == 8000  # to the end, resampled
+    with pytest.raises(AudioError, match=r"long\.flac \[2\.500-4\.000 s\]: ends at 4\.000 s, past the end"):
+        load_audio(AudioSpan(tmp_path / "long.flac", 2.5, 1.5))
+    with pytest.raises(AudioError, match=r"starts at 3\.500 s, past the end of the file"):
+        load_audio(AudioSpan(tmp_path / "long.flac", 3.5, 0.1))
+
+
+def test_audio_from_a_byte_source_decodes_like_the_file(tmp_path):
+    from dataclasses import dataclass
+
+    from w2v2cli.io.audio import AudioSpan
+
+    @dataclass(frozen=True)
+    class Bytes:
+        raw: bytes
+
+        def read(self) -> bytes:
+            return self.raw
+
+    sf.write(tmp_path / "a.wav", speechlike(8000), 16000)
+    span = AudioSpan(tmp_path / "list.txt", data=Bytes((tmp_path / "a.wav").read_bytes()), label="list.txt:3")
+    assert torch.equal(load_audio(span), load_audio(tmp_path / "a.wav"))
+    assert audio_info(span) == (8000, 16000)
+    with pytest.raises(AudioError, match=r"^list\.txt:3: empty audio"):
+        load_audio(AudioSpan(tmp_path / "list.txt", data=Bytes(b""), label="list.txt:3"))
+
+
+def test_find_audio_files_includes_what_ffmpeg_decodes(tmp_path):
+    for name in ("a.m4a", "b.webm", "c.wma", "d.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in find_audio_files(tmp_path)] == ["a.m4a", "b.webm", "c.wma"]
