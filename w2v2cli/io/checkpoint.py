@@ -46,7 +46,7 @@ def load_model(spec, device="cpu", *, language: str | None = None) -> Wav2Vec2 |
     """
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available on this machine")
-    path = Path(spec) if isinstance(spec, os.PathLike) else _resolve(spec, language)
+    path = Path(spec) if isinstance(spec, os.PathLike) else resolve(spec, language=language)
     if not path.exists():
         raise ModelFileError(path, "no such file or directory")
     if path.is_dir():
@@ -64,11 +64,6 @@ def load_model(spec, device="cpu", *, language: str | None = None) -> Wav2Vec2 |
             "exported .onnx file"
         )
     return model.to(device).eval()
-
-
-def _resolve(spec: str, language: str | None) -> Path:
-    """hub.resolve, passing the language on where this copy of hub.py fetches adapters."""
-    return resolve(spec, language=language) if language is not None else resolve(spec)
 
 
 def load_pretraining_head(path) -> tuple[dict[str, torch.Tensor], str] | None:
