@@ -13,7 +13,6 @@ import torch
 from helpers import speechlike
 from typer.testing import CliRunner
 
-import w2v2cli.cli.common as common
 import w2v2cli.demo as demo
 from w2v2cli import build_model, hub, load_model, preset, save_model
 from w2v2cli.cli import app
@@ -91,20 +90,19 @@ def test_the_demo_and_lm_default_use_the_embedded_language_model(tmp_path, fp32_
     with gzip.open(lm, "wt") as f:
         f.write(arpa_text(estimate(["HELLO WORLD", "HELLO THERE"])))
     monkeypatch.setattr(hub, "EMBEDDED_MODEL", fp32_model)
-    monkeypatch.setattr(demo, "DEFAULT_LM", lm)
-    monkeypatch.setattr(common, "DEFAULT_LM", lm)
+    monkeypatch.setattr(hub, "EMBEDDED_LM", lm)
     assert demo.main(str(labeled_folder)) == 0
     out = capsys.readouterr().out
     assert "WER with the LM" in out and out.count("%") >= 6
     described = json.loads(runner.invoke(app, ["info", "embedded", "--json"]).output)
-    assert described["language_model"]["ngrams"] == [6, 5, 4] and described["language_model"]["use"] == "--lm default"
+    assert described["language_model"]["ngrams"] == [6, 5, 4] and described["language_model"]["file"] == str(lm)
     result = runner.invoke(app, ["evaluate", "-m", "embedded", "--data", str(labeled_folder), "--lm", "default",
                                  "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["sets"][0]["utterances"] == 2
-    monkeypatch.setattr(common, "DEFAULT_LM", tmp_path / "none.arpa.gz")
+    monkeypatch.setattr(hub, "EMBEDDED_LM", tmp_path / "none.arpa.gz")
     result = runner.invoke(app, ["transcribe", "-m", "embedded", str(labeled_folder / "u0.wav"), "--lm", "default"])
-    assert result.exit_code == 2 and "--lm default: no embedded language model" in result.output
+    assert result.exit_code == 2 and "--lm default: this model has no word language model" in result.output
 
 
 def test_demo_without_a_model_explains_what_to_do(tmp_path, labeled_folder, monkeypatch, capsys):

@@ -1,6 +1,8 @@
 """`w2v2 lm` and beam search with a word n-gram model: the Kneser-Ney estimate, the ARPA file, the scorer that
 reads it in Python, and the decoder it steers."""
 
+import importlib
+import importlib.util
 import json
 import math
 import os
@@ -196,3 +198,105 @@ def test_transcribe_with_the_python_language_model(tmp_path):
                  tmp_path / "lm.arpa", "--format", "jsonl")
     assert result.returncode == 0, result.stderr
     assert "text" in json.loads(result.stdout.splitlines()[0])
+
+
+# -- a model's own word LM: a Hugging Face folder's language_model/ (pyctcdecode's layout) ----------------------
+
+@pytest.fixture
+def folder_with_lm(tmp_path):
+    """A random tiny model saved as a Hugging Face folder with language_model/ (an ARPA file, attrs.json with its
+    own alpha and beta, unigrams.txt), and a test utterance."""
+    import soundfile as sf
+    from helpers import speechlike
+
+    from w2v2cli import build_model, preset
+    from w2v2cli.io.hf import save_hf_folder
+
+    torch.manual_seed(0)
+    folder = save_hf_folder(build_model(preset("tiny", vocab_size=len(VOCAB)), VOCAB).eval(), tmp_path / "model")
+    lm = folder / "language_model"
+    lm.mkdir()
+    write_arpa(TEXT, lm / "3gram.arpa")
+    (lm / "attrs.json").write_text(json.dumps({"alpha": 2.0, "beta": 3.0, "unk_score_offset": -10.0,
+                                               "score_boundary": True}))
+    (lm / "unigrams.txt").write_text("\n".join(sorted({w for s in TEXT for w in s.split()})) + "\n")
+    sf.write(tmp_path / "a.wav", speechlike(32000, seed=3), 16000)
+    return folder, tmp_path / "a.wav"
+
+
+def beam_text(*args):
+    result = run_cli("transcribe", *args, "-f", "jsonl", "-q")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["text"]
+
+
+def test_a_folders_own_language_model_steers_beam_search(folder_with_lm):
+    """--beam on a folder with language_model/ decodes with its LM and attrs.json weights: the same text as naming
+    that file and those weights, another than without a word LM (--lm none), and only words the LM knows."""
+    folder, wav = folder_with_lm
+    own = beam_text("-m", folder, wav, "--beam")
+    none = beam_text("-m", folder, wav, "--beam", "--lm", "none")
+    named = beam_text("-m", folder, wav, "--lm", folder / "language_model" / "3gram.arpa", "--alpha", "2",
+                      "--beta", "3")
+    assert own == named != none
+    assert own and set(own.split()) <= {w for s in TEXT for w in s.split()}
+    assert beam_text("-m", folder, wav, "--lm", "default") == own
+
+
+def test_the_lm_and_weights_that_reach_the_decoder(folder_with_lm, tmp_path, monkeypatch):
+    """The folder's LM with its attrs.json weights unless --alpha/--beta are given; another --lm file with the
+    defaults (0.5, 1.0), not the folder's weights; --lm none: beam search without an LM; greedy without --beam.
+    evaluate resolves them the same way."""
+    library = importlib.import_module("w2v2cli.transcribe")  # the module: the package exports a function so named
+    folder, wav = folder_with_lm
+    received = []
+
+    class Recording(BeamDecoder):
+        def __init__(self, vocab, frame_seconds, beam_width, lm_path, alpha, beta, *args):
+            received.append((lm_path, alpha, beta))
+            super().__init__(vocab, frame_seconds, beam_width, lm_path, alpha, beta, *args)
+
+    monkeypatch.setattr(library, "BeamDecoder", Recording)
+    other = tmp_path / "other.arpa"
+    write_arpa(["HELLO WORLD"], other)
+    own = folder / "language_model" / "3gram.arpa"
+    for args, expected in [(["--beam"], (own, 2.0, 3.0)), (["--beam", "--alpha", "0.1"], (own, 0.1, 3.0)),
+                           (["--hotword", "CAT", "--beta", "0"], (own, 2.0, 0.0)), (["--lm", other], (other, 0.5, 1.0)),
+                           (["--beam", "--lm", "none"], (None, 0.5, 1.0)), ([], None)]:
+        beam_text("-m", folder, wav, *args)
+        assert (received.pop() if received else None) == expected, args
+    (tmp_path / "a.txt").write_text("THE CAT\n")
+    result = run_cli("evaluate", "-m", folder, "--data", tmp_path, "--beam", "--json")
+    assert result.returncode == 0, result.stderr
+    assert received == [(own, 2.0, 3.0)]
+
+
+def test_model_lm_problems_are_one_line(folder_with_lm, tmp_path):
+    """--lm default for a model without its own LM; a language_model/ with two LM files; a KenLM binary without
+    KenLM installed: each one line, nothing on stdout."""
+    from w2v2cli import build_model, preset, save_model
+
+    folder, wav = folder_with_lm
+    native = save_model(build_model(preset("tiny", vocab_size=len(VOCAB)), VOCAB), tmp_path / "m.safetensors")
+    cases = [(["-m", native, "--lm", "default"], 2, "--lm default: this model has no word language model")]
+    write_arpa(TEXT, folder / "language_model" / "other.arpa")
+    cases.append((["-m", folder, "--beam"], 4, "holds one ARPA or KenLM file"))
+    for args, code, message in cases:
+        result = run_cli("transcribe", *args, wav, "-q")
+        assert (result.returncode, result.stdout) == (code, ""), (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert run_cli("transcribe", "-m", folder, wav, "-q").returncode == 0  # greedy never reads the LM folder
+    (folder / "language_model" / "other.arpa").unlink()
+    if importlib.util.find_spec("kenlm") is None:
+        (folder / "language_model" / "3gram.arpa").rename(folder / "language_model" / "3gram.bin")
+        result = run_cli("transcribe", "-m", folder, wav, "--beam", "-q")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1
+        assert "without KenLM only ARPA files" in result.stderr and "--lm none" in result.stderr
+
+
+def test_info_lists_a_folders_own_language_model(folder_with_lm):
+    folder, _ = folder_with_lm
+    described = json.loads(run_cli("info", folder, "--json").stdout)["language_model"]
+    assert described["file"] == str(folder / "language_model" / "3gram.arpa")
+    assert (described["alpha"], described["beta"]) == (2.0, 3.0) and len(described["ngrams"]) == 3
+    assert "3gram.arpa" in run_cli("info", folder).stdout

@@ -13,7 +13,12 @@ from .errors import ConfigError
 from .results import Word
 from .text import Vocabulary
 
-__all__ = ["BeamDecoder", "GreedyDecoder", "Word", "best_path_runs", "greedy_decode"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "BeamDecoder", "GreedyDecoder", "Word", "best_path_runs",
+           "greedy_decode"]
+
+# The word LM's weight and word insertion bonus when neither the user nor the LM (a folder's attrs.json) gives them:
+# picked on 150 dev utterances of the synthetic corpus for the embedded model's LM (docs/embedded-model.md).
+DEFAULT_ALPHA, DEFAULT_BETA = 0.5, 1.0
 
 
 def best_path_runs(best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +136,21 @@ def _loaded_arpa(path: str, mtime_ns: int, size: int):
     return scorer, frozenset(w[:i] for w in scorer.words for i in range(1, len(w) + 1))
 
 
+def _unigrams_beside(lm_path) -> list[str] | None:
+    """The words of `unigrams.txt` beside a KenLM file (pyctcdecode's language_model/ layout), which a binary file
+    does not list; None without one (pyctcdecode reads an ARPA file's own)."""
+    if lm_path is None:
+        return None
+    listing = os.path.join(os.path.dirname(os.fspath(lm_path)), "unigrams.txt")
+    if not os.path.isfile(listing):
+        return None
+    try:
+        with open(listing, encoding="utf-8") as f:
+            return [word for line in f if (word := line.strip())]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{listing}: cannot read ({exc})") from None
+
+
 def _kenlm_available() -> bool:
     try:
         import kenlm  # noqa: F401
@@ -144,7 +164,7 @@ class BeamDecoder:
     Python) and hotwords."""
 
     def __init__(self, vocab: Vocabulary, frame_seconds: float, beam_width: int = 32, lm_path=None,
-                 alpha: float = 0.5, beta: float = 1.0, hotwords=(), hotword_weight: float = 10.0,
+                 alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA, hotwords=(), hotword_weight: float = 10.0,
                  engine: str = "auto"):
         logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
         from pyctcdecode import build_ctcdecoder
@@ -166,7 +186,8 @@ class BeamDecoder:
             if engine == "python":
                 if not (str(lm_path).endswith(".arpa") or gzipped):
                     raise ConfigError(f"--lm {lm_path}: without KenLM only ARPA files (.arpa, .arpa.gz) can be "
-                                      "read; pip install 'w2v2cli[lm]' for binary ones")
+                                      "read; pip install 'w2v2cli[lm]' for binary ones, or decode without a word "
+                                      "LM (--lm none)")
                 python_lm = arpa_language_model(lm_path, alpha, beta)
         # Marker tokens (<s>, </s>, <unk>, ...) carry no text: their columns are left out of the search.
         self.columns = [i for i in range(len(vocab)) if i == vocab.blank or not vocab.is_silent(i)]
@@ -180,7 +201,7 @@ class BeamDecoder:
                 self.decoder = BeamSearchDecoderCTC(Alphabet.build_alphabet(labels), python_lm)
             else:
                 self.decoder = build_ctcdecoder(labels, kenlm_model_path=str(lm_path) if lm_path else None,
-                                                alpha=alpha, beta=beta)
+                                                unigrams=_unigrams_beside(lm_path), alpha=alpha, beta=beta)
         except (OSError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cannot build the beam-search decoder: {exc}") from None
         self.frame_seconds, self.beam_width = frame_seconds, beam_width

@@ -12,14 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from . import hub
-from .cli.common import DEFAULT_LM
 from .config import preset
 from .errors import W2V2Error
 from .io.audio import find_audio_files, load_audio
 from .model.masks import frame_lengths
-
-# The word language model's weight and word bonus, picked on 150 dev utterances of the synthetic corpus.
-LM_ALPHA, LM_BETA = 0.5, 1.0
 
 
 def main(folder: str = "sample_audio") -> int:
@@ -61,8 +57,9 @@ def scored(folder: str) -> int:
         (result,) = evaluate(model, folder)
         elapsed = time.perf_counter() - started
         with_lm = None
-        if DEFAULT_LM.exists():
-            (with_lm,) = evaluate(model, folder, beam=True, lm=DEFAULT_LM, alpha=LM_ALPHA, beta=LM_BETA)
+        if hub.EMBEDDED_LM.exists():
+            # The default weights were picked for this LM on 150 dev utterances of the synthetic corpus.
+            (with_lm,) = evaluate(model, folder, beam=True, lm=hub.EMBEDDED_LM)
     except W2V2Error as exc:
         err.print(f"error: {exc}", markup=False)
         return 1
@@ -92,7 +89,7 @@ def scored(folder: str) -> int:
               f"greedy, model loading excluded). The embedded model was trained on synthetic speech only: "
               "`w2v2 info embedded` says how; on real speech use the default model (`w2v2 transcribe FILE`, "
               f"{hub.DEFAULT_MODEL}, downloaded once)."
-              + (" Beam search with the word LM: `w2v2 transcribe --model embedded --lm default FILE`." if with_lm
+              + (" Beam search with the word LM: `w2v2 transcribe --model embedded --beam FILE`." if with_lm
                  else ""))
     return 1 if result.failed or (with_lm is not None and with_lm.failed) else 0
 

@@ -36,6 +36,7 @@ from typing import Literal
 from .errors import ConfigError, ModelFileError, W2V2Error
 
 EMBEDDED_MODEL = Path(__file__).resolve().parent / "models" / "default.safetensors"
+EMBEDDED_LM = EMBEDDED_MODEL.with_name("default-lm.arpa.gz")  # its word language model (lm.model_language_model)
 # What transcribe, align and evaluate use without --model: a real English checkpoint, fetched on first use. Never
 # the embedded model, which has only heard synthetic voices: a user's audio must not get its transcripts silently.
 DEFAULT_MODEL = "base-960h"

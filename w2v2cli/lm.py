@@ -15,12 +15,14 @@ backoff weight of a context is exactly its interpolation weight, so the ARPA fil
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelFileError
 from .io.atomic import atomic_open
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -314,3 +316,50 @@ class ArpaScorer:
                 return self.unk_logp + backoff
             backoff += self.backoffs[len(context) - 1].get(context, 0.0)
             context = context[1:]
+
+
+# A Hugging Face folder's own word LM, in pyctcdecode's layout (what transformers' Wav2Vec2ProcessorWithLM saves):
+# language_model/ holds one ARPA or KenLM binary file, attrs.json (alpha, beta, ...) and unigrams.txt.
+LANGUAGE_MODEL_FOLDER = "language_model"
+LM_FILE_SUFFIXES = (".arpa", ".arpa.gz", ".bin", ".binary")
+
+
+@dataclass(frozen=True)
+class ModelLanguageModel:
+    """A model's own word language model and the decoding weights that come with it (None: not given)."""
+
+    path: Path             # an ARPA file (.arpa, .arpa.gz) or a KenLM binary
+    alpha: float | None = None
+    beta: float | None = None
+
+    @property
+    def is_arpa(self) -> bool:
+        return self.path.name.endswith((".arpa", ".arpa.gz"))
+
+
+def model_language_model(model_path) -> ModelLanguageModel | None:
+    """The word LM a model comes with, or None: a Hugging Face folder's `language_model/` (pyctcdecode's layout,
+    its alpha and beta from attrs.json), or the embedded model's `default-lm.arpa.gz`. A `language_model/` folder
+    that holds no LM file, or several, or an unreadable attrs.json, is a ModelFileError naming it."""
+    from . import hub
+
+    path = Path(model_path)
+    if path.is_file() and path.resolve() == hub.EMBEDDED_MODEL.resolve():
+        return ModelLanguageModel(hub.EMBEDDED_LM) if hub.EMBEDDED_LM.is_file() else None
+    folder = path / LANGUAGE_MODEL_FOLDER
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(LM_FILE_SUFFIXES) and p.is_file())
+    if len(files) != 1:
+        found = f"several ({', '.join(p.name for p in files)})" if files else "none"
+        raise ModelFileError(folder, f"a word LM folder holds one ARPA or KenLM file ({', '.join(LM_FILE_SUFFIXES)})"
+                                     f"; found {found}")
+    alpha = beta = None
+    attrs = folder / "attrs.json"
+    if attrs.is_file():
+        try:
+            weights = json.loads(attrs.read_text(encoding="utf-8"))
+            alpha, beta = (None if weights.get(k) is None else float(weights[k]) for k in ("alpha", "beta"))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+            raise ModelFileError(attrs, f"not a readable pyctcdecode attrs.json ({exc})") from None
+    return ModelLanguageModel(files[0], alpha, beta)

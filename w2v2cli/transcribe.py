@@ -13,7 +13,7 @@ import concurrent.futures as cf
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .decode import BeamDecoder, GreedyDecoder
+from .decode import DEFAULT_ALPHA, DEFAULT_BETA, BeamDecoder, GreedyDecoder
 from .inference import EmissionRunner
 from .model import Wav2Vec2
 from .results import Result
@@ -26,8 +26,8 @@ def transcribe_iter(
     beam: bool = False,
     beam_width: int = 32,
     lm=None,
-    alpha: float = 0.5,
-    beta: float = 1.0,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
     hotwords: Iterable[str] = (),
     hotword_weight: float = 10.0,
     precision: str = "auto",

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from .. import hub
+from ..decode import DEFAULT_ALPHA, DEFAULT_BETA
 from ..errors import ConfigError, PathError
 from ..io.audio import find_audio_files
 from ..results import Result
@@ -41,21 +42,49 @@ CHUNK_SECONDS = typer.Option(30.0, "--chunk-seconds", help="Long audio is run in
 BEAM = typer.Option(False, "--beam", help="Beam search (pyctcdecode) instead of greedy decoding.")
 BEAM_WIDTH = typer.Option(32, "--beam-width", help="Beams kept by --beam.")
 LM = typer.Option(None, "--lm", help="Word n-gram model for --beam: an ARPA file (`w2v2 lm` makes one; read by "
-                                    "KenLM when installed, else in Python), a KenLM binary (needs KenLM), or "
-                                    "`default`: the embedded model's.")
-ALPHA = typer.Option(0.5, "--alpha", help="Language model weight.")
-BETA = typer.Option(1.0, "--beta", help="Word insertion bonus.")
+                                    "KenLM when installed, else in Python) or a KenLM binary (needs KenLM); "
+                                    "`default`: the model's own (a Hugging Face folder's language_model/, the "
+                                    "embedded model's), which --beam uses anyway when the model has one; `none`: "
+                                    "no word LM. Implies --beam unless none.")
+ALPHA = typer.Option(None, "--alpha", help=f"Language model weight (default: the model's own LM's, from its "
+                                           f"attrs.json, else {DEFAULT_ALPHA:g}).")
+BETA = typer.Option(None, "--beta", help=f"Word insertion bonus (default: the model's own LM's, else "
+                                         f"{DEFAULT_BETA:g}).")
 
-# The embedded model's word language model (`--lm default`); the model itself is hub.EMBEDDED_MODEL.
-DEFAULT_LM = hub.EMBEDDED_MODEL.with_name("default-lm.arpa.gz")
+
+@dataclass(frozen=True)
+class WordLM:
+    """What beam search decodes with: a word LM file (None: none) and its weights."""
+
+    path: Path | None
+    alpha: float
+    beta: float
 
 
-def resolve_lm(lm: Path | None) -> Path | None:
-    if lm is None or str(lm) != "default":
-        return lm
-    if DEFAULT_LM.exists():
-        return DEFAULT_LM
-    raise ConfigError("--lm default: no embedded language model is installed; pass an ARPA file (`w2v2 lm`)")
+def wants_beam(beam: bool, lm: Path | None, hotwords=()) -> bool:
+    """--beam, or an option that only beam search uses: --lm (other than none), --hotword."""
+    return beam or bool(hotwords) or (lm is not None and str(lm) != "none")
+
+
+def resolve_lm(lm: Path | None, model_path: Path, *, beam: bool, alpha: float | None, beta: float | None) -> WordLM:
+    """The word LM and weights of --lm/--alpha/--beta for a model: `--lm FILE` as given, `none` nothing,
+    `default` the model's own (an error when it has none), and no --lm the model's own with beam search. Weights
+    not given are the model's own LM's (attrs.json), else DEFAULT_ALPHA / DEFAULT_BETA."""
+    from ..lm import model_language_model
+
+    choice = None if lm is None else str(lm)
+    own = None
+    if choice == "default" or (choice is None and beam):
+        own = model_language_model(model_path)
+        if own is None and choice == "default":
+            raise ConfigError("--lm default: this model has no word language model of its own (a Hugging Face "
+                              "folder's language_model/); pass an ARPA file (`w2v2 lm` makes one)")
+    path = own.path if own is not None else (lm if choice not in (None, "none", "default") else None)
+    if alpha is None:
+        alpha = own.alpha if own is not None and own.alpha is not None else DEFAULT_ALPHA
+    if beta is None:
+        beta = own.beta if own is not None and own.beta is not None else DEFAULT_BETA
+    return WordLM(path, alpha, beta)
 
 
 def resolve_model(model: str | None, *, language: str | None = None, quiet: bool = False) -> Path:

@@ -26,6 +26,7 @@ from .common import (
     open_model,
     resolve_lm,
     set_threads,
+    wants_beam,
 )
 
 
@@ -57,15 +58,14 @@ def evaluate(
     from ..evaluate import read_utterance_records
 
     set_threads(threads)
-    lm = resolve_lm(lm)
-    if lm is not None:
-        beam = True
+    beam = wants_beam(beam, lm)
     other = read_utterance_records(compare) if compare is not None else None
     if utterances is not None and not utterances.parent.is_dir():
         raise ConfigError(f"--utterances {utterances}: no folder {utterances.parent} to write it in")
-    _, loaded = open_model(model, language=language, device=device)
-    results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta,
-                           precision=precision)
+    path, loaded = open_model(model, language=language, device=device)
+    word_lm = resolve_lm(lm, path, beam=beam, alpha=alpha, beta=beta)
+    results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=word_lm.path, alpha=word_lm.alpha,
+                           beta=word_lm.beta, precision=precision)
     err = Console(stderr=True, highlight=False)
     for result in results:
         for problem in result.problems:

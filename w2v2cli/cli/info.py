@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import hub
+from ..lm import arpa_counts, model_language_model
 from ..summary import describe_model
-from . import app, common
+from . import app
 from .common import LANGUAGE, open_model
 
 
@@ -35,11 +36,10 @@ def info(
     described = describe_model(loaded, path)
     if path == default_path:
         described["default_model"] = _default_model(path)
-    if path == hub.EMBEDDED_MODEL and common.DEFAULT_LM.exists():  # the embedded model's word model
-        from ..lm import arpa_counts
-
-        described["language_model"] = {"file": str(common.DEFAULT_LM), "ngrams": arpa_counts(common.DEFAULT_LM),
-                                        "use": "--lm default"}
+    own = model_language_model(path)
+    if own is not None:
+        described["language_model"] = {"file": str(own.path), "ngrams": arpa_counts(own.path) if own.is_arpa else None,
+                                       "alpha": own.alpha, "beta": own.beta, "use": "--beam (or --lm default)"}
     if as_json:
         print(json.dumps(described, indent=2, ensure_ascii=False))
         return
@@ -91,8 +91,10 @@ def render(described: dict, console: Console) -> None:
         summary.add_row("tokens", " ".join(vocab["tokens"]))
     lm = described.get("language_model")
     if lm:
-        sizes = ", ".join(f"{n:,} {k + 1}-grams" for k, n in enumerate(lm["ngrams"]))
-        summary.add_row("word language model", f"{lm['file']}: {sizes}; beam search with it: {lm['use']}")
+        sizes = (", ".join(f"{n:,} {k + 1}-grams" for k, n in enumerate(lm["ngrams"])) if lm["ngrams"]
+                 else "KenLM binary")
+        weights = "".join(f", {k} {lm[k]:g}" for k in ("alpha", "beta") if lm[k] is not None)
+        summary.add_row("word language model", f"{lm['file']}: {sizes}{weights}; beam search with it: {lm['use']}")
     console.print(summary)
 
     provenance = described.get("provenance")

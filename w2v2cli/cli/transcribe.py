@@ -37,6 +37,7 @@ from .common import (
     resolve_lm,
     run_results,
     set_threads,
+    wants_beam,
 )
 
 Format = choices("Format", formats(TRANSCRIPT))
@@ -81,9 +82,7 @@ def transcribe(
     Exit status 0 when every input was transcribed, 1 when some failed (each is named on stderr).
     """
     fmt = fmt.value
-    lm = resolve_lm(lm)
-    if lm is not None or hotword:
-        beam = True
+    beam = wants_beam(beam, lm, hotword)
     if skip_existing and output_dir is None:
         raise ConfigError("--skip-existing needs --output-dir")
     single = len(inputs) == 1 and inputs[0] != "-" and not Path(inputs[0]).is_dir()
@@ -92,15 +91,16 @@ def transcribe(
     expanded = expand_inputs(inputs)
     make_output_dir(output_dir)
     set_threads(threads)
-    _, loaded = open_model(model, language=language, device=device, quiet=quiet)
+    path, loaded = open_model(model, language=language, device=device, quiet=quiet)
+    word_lm = resolve_lm(lm, path, beam=beam, alpha=alpha, beta=beta)
 
     err = Console(stderr=True)
     tally = Tally("transcribed", "file")
     todo = _inputs(expanded, output_dir, WRITERS[fmt].extension, skip_existing, tally, err)
     results = transcribe_iter(
-        loaded, todo, beam=beam, beam_width=beam_width, lm=lm, alpha=alpha, beta=beta, hotwords=hotword,
-        hotword_weight=hotword_weight, precision=precision, batch_seconds=batch_seconds, batch_size=batch_size,
-        chunk_seconds=chunk_seconds,
+        loaded, todo, beam=beam, beam_width=beam_width, lm=word_lm.path, alpha=word_lm.alpha, beta=word_lm.beta,
+        hotwords=hotword, hotword_weight=hotword_weight, precision=precision, batch_seconds=batch_seconds,
+        batch_size=batch_size, chunk_seconds=chunk_seconds,
     )
     run_results(results, fmt, tally, err, single=single, output_dir=output_dir, target=lambda r: r.item.target,
                 quiet=quiet, label="transcribing")
