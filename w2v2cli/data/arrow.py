@@ -10,6 +10,7 @@ row group at a time for parquet), then decoded like a file by io/audio.py. The t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ def _arrow_table(path: str):
         return pa.ipc.open_file(pa.memory_map(path)).read_all()
 
 
+@functools.lru_cache(maxsize=16)
+def _row_group_starts(path: str) -> list[int]:
+    metadata = _pyarrow().parquet.ParquetFile(path).metadata
+    starts = [0]
+    for group in range(metadata.num_row_groups):
+        starts.append(starts[-1] + metadata.row_group(group).num_rows)
+    return starts
+
+
 @functools.lru_cache(maxsize=2)
 def _row_group(path: str, group: int, column: str):
     return _pyarrow().parquet.ParquetFile(path).read_row_group(group, columns=[column]).column(column)
@@ -57,16 +67,11 @@ class ArrowCell:
 
     def read(self) -> bytes:
         if self.file.suffix.lower() == ".parquet":
-            metadata = _pyarrow().parquet.ParquetFile(str(self.file)).metadata
-            first = 0
-            for group in range(metadata.num_row_groups):
-                rows = metadata.row_group(group).num_rows
-                if self.row < first + rows:
-                    value = _row_group(str(self.file), group, self.column)[self.row - first].as_py()
-                    break
-                first += rows
-            else:
+            starts = _row_group_starts(str(self.file))  # (G + 1,) cumulative rows
+            group = bisect.bisect_right(starts, self.row) - 1
+            if not 0 <= group < len(starts) - 1:
                 raise AudioError(f"{self.file} row {self.row}", "no such row")
+            value = _row_group(str(self.file), group, self.column)[self.row - starts[group]].as_py()
         else:
             value = _arrow_table(str(self.file)).column(self.column)[self.row].as_py()
         raw = value.get("bytes") if isinstance(value, dict) else value
@@ -90,15 +95,20 @@ def read_dataset(path: Path, sample_rate: int, split: str | None, text_column: s
     problems: list[str] = []
     for file in _data_files(path, split):
         try:
-            if file.suffix.lower() == ".parquet":
-                table = pa.parquet.read_table(str(file))
-            else:
-                table = _arrow_table(str(file))
+            _read_rows(file, path if path.is_dir() else path.parent, sample_rate, text_column, utterances, problems)
         except (pa.ArrowException, OSError) as exc:
             raise ConfigError(f"{file}: cannot be read as a dataset file ({str(exc).splitlines()[0]})") from None
-        _read_table(file, table, path if path.is_dir() else path.parent, sample_rate, text_column, utterances,
-                    problems)
     return utterances, problems
+
+
+def _batches(file: Path):
+    """(schema, record batches) of a dataset file, read a batch at a time: a parquet file's audio bytes are never
+    all in memory at once, and an arrow file is a memory map."""
+    if file.suffix.lower() == ".parquet":
+        parquet = _pyarrow().parquet.ParquetFile(str(file))
+        return parquet.schema_arrow, parquet.iter_batches(batch_size=256)
+    table = _arrow_table(str(file))
+    return table.schema, iter(table.to_batches(max_chunksize=256))
 
 
 def _data_files(path: Path, split: str | None) -> list[Path]:
@@ -121,11 +131,12 @@ def _data_files(path: Path, split: str | None) -> list[Path]:
     return files
 
 
-def _read_table(file: Path, table, base: Path, sample_rate: int, text_column: str | None,
-                utterances: list[Utterance], problems: list[str]) -> None:
-    names = table.column_names
+def _read_rows(file: Path, base: Path, sample_rate: int, text_column: str | None, utterances: list[Utterance],
+               problems: list[str]) -> None:
+    schema, batches = _batches(file)
+    names = schema.names
     audio_column = next((c for c in AUDIO_FIELDS if c in names), None) or next(
-        (c for c in names if _is_audio_struct(table.schema.field(c).type)), None)
+        (c for c in names if _is_audio_struct(schema.field(c).type)), None)
     if audio_column is None:
         raise ConfigError(f"{file}: no audio column (an \"audio\" column of paths or bytes; columns: "
                           f"{', '.join(names)})")
@@ -134,25 +145,22 @@ def _read_table(file: Path, table, base: Path, sample_rate: int, text_column: st
     text_name = text_column or next((c for c in TEXT_FIELDS if c in names), None)
     speaker_name = next((c for c in SPEAKER_FIELDS if c in names), None)
     duration_name = next((c for c in DURATION_FIELDS if c in names), None)
-    columns = {name: table.column(name).to_pylist() for name in (text_name, speaker_name, duration_name, "id")
-               if name in names}
-    audio_values = table.column(audio_column)
-    for row in range(table.num_rows):
+    rows = (record for batch in batches for record in batch.to_pylist())
+    for row, record in enumerate(rows):
         where = f"{file} row {row}"
-        value = audio_values[row].as_py()
-        text = columns[text_name][row] if text_name else None
+        text = record.get(text_name) if text_name else None
         if text is not None and not isinstance(text, str):
             problems.append(f"{where}: the text column {text_name!r} holds {type(text).__name__}, not text")
             continue
+        value = record[audio_column]
         utt = _utterance(file, row, audio_column, value, base, where, problems)
         if utt is None:
             continue
-        seconds = columns[duration_name][row] if duration_name else None
+        seconds = record.get(duration_name) if duration_name else None
         num_samples = _num_samples(utt, seconds, sample_rate, value, where, problems)
         if num_samples is None:
             continue
-        speaker = columns[speaker_name][row] if speaker_name else None
-        utt_id = columns["id"][row] if "id" in columns else None
+        speaker, utt_id = record.get(speaker_name) if speaker_name else None, record.get("id")
         utterances.append(Utterance(str(utt_id) if utt_id is not None else utt.id, utt.path, num_samples,
                                     None if text is None else " ".join(text.split()),
                                     None if speaker is None else str(speaker), data=utt.data, label=utt.label))
