@@ -10,6 +10,8 @@ import subprocess
 import sys
 import unicodedata
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 from helpers import run_cli
 
@@ -162,3 +164,21 @@ def test_romanized_words_keep_their_text_and_follow_unknown():
     assert [w.text for w in words] == ["Москва,", "42", "дом"]
     assert [w.chars for w in words] == [tuple("MOSKVA"), ("42",), tuple("DOM")]
     assert [w.text for w in plan_transcript("Москва, 42 дом", latin, "skip", romanize=spelled)] == ["Москва,", "дом"]
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Co", "Cn")), max_size=40))
+def test_any_text_round_trips_through_its_own_vocabulary(text):
+    """Whatever the script: NFC and NFD input read the same, and a vocabulary built from a transcript spells it
+    back exactly (targets decode to the normalized text, nothing beyond the reported characters is lost), in
+    fine-tuning, evaluation and alignment alike."""
+    kept, dropped = training_characters(text)
+    assert training_characters(unicodedata.normalize("NFD", text)) == (kept, dropped)
+    if not kept:
+        return
+    vocab = Vocabulary.from_characters(sorted(set(kept.replace(" ", ""))))
+    ids, spelled, lost = encode_transcript(text, vocab)
+    assert spelled == kept and vocab.ids_to_text(ids) == kept
+    assert sorted(lost) == sorted(dropped)
+    # Alignment spells each word with the same tokens.
+    assert ["".join(w.chars) for w in plan_transcript(text, vocab, "skip")] == kept.split()

@@ -96,9 +96,12 @@ def spoken_index(vocab: Vocabulary) -> dict[str, int]:
 
 
 def letter_cases(index: dict[str, int]) -> tuple[bool, bool]:
-    """(has upper-case letters, has lower-case letters) among single-character tokens."""
+    """(has upper-case letters, has lower-case letters) among single-character tokens. Only letters with a form
+    in the other case count: an upper-cased vocabulary keeps lower-case letters that have no capital (ĸ, some
+    IPA letters), and those do not make it a mixed-case one."""
     letters = [t for t in index if len(t) == 1 and t.isalpha()]
-    return any(t.isupper() for t in letters), any(t.islower() for t in letters)
+    return (any(t.isupper() and t.lower() != t for t in letters),
+            any(t.islower() and t.upper() != t for t in letters))
 
 
 # Joiners inside a word are spelling in some scripts (Persian's ZWNJ in می‌خواهم, Malayalam chillu letters), so
@@ -160,9 +163,10 @@ def char_token_ids(ch: str, index: dict[str, int]) -> list[int] | None:
 
 def spell_grapheme(grapheme: str, index: dict[str, int]) -> tuple[list[int] | None, str]:
     """(token ids, marks the vocabulary lacks and leaves out) of one grapheme; ids None when the vocabulary
-    cannot express its base character, which takes its marks with it. A missing mark on a known base is left
-    out like a diacritic (the base letter is still what is spoken, as é -> e)."""
-    ids = char_token_ids(grapheme[0], index)
+    cannot express its base character, which takes its marks with it, or when it has no base (a mark that
+    starts a word, which a new vocabulary never keeps either). A missing mark on a known base is left out like
+    a diacritic (the base letter is still what is spoken, as é -> e)."""
+    ids = None if is_mark(grapheme[0]) else char_token_ids(grapheme[0], index)
     if ids is None:
         return None, ""
     lost = ""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import AlignmentError, ConfigError
-from ..text import Vocabulary, fold_case, graphemes, letter_cases, normalize_text, spell_grapheme, spoken_index
+from ..text import Vocabulary, fold_case, graphemes, is_mark, letter_cases, normalize_text, spell_grapheme, spoken_index
 
 UNKNOWN_POLICIES = ("star", "skip", "error")
 
@@ -45,8 +45,8 @@ def plan_transcript(text: str, vocab: Vocabulary, unknown: str = "star",
         spelling = normalize_text(romanize(raw) if romanize is not None else raw)
         for grapheme in graphemes(fold_case(spelling, upper, lower)):
             ids, _ = spell_grapheme(grapheme, index)
-            if ids is None and unicodedata.category(grapheme[0]).startswith("P"):
-                continue  # punctuation is not spoken
+            if ids is None and (unicodedata.category(grapheme[0]).startswith("P") or is_mark(grapheme[0])):
+                continue  # punctuation is not spoken, nor is a mark with no letter to go with
             if ids is None:
                 if unknown == "error":
                     raise AlignmentError(f"the transcript has {grapheme!r} (in {raw!r}), which the model's "
