@@ -5,6 +5,7 @@ files, `--hours` balanced over speakers, and each format's bad rows named by fil
 
 All corpora are written at test time from the three fixture utterances; the model is the embedded one."""
 
+import gzip
 import importlib.util
 import json
 import shutil
@@ -88,6 +89,21 @@ def write_kaldi(folder: Path, root: Path, utterances) -> Path:
     return folder
 
 
+def write_cuts(folder: Path, root: Path, utterances) -> Path:
+    """A lhotse CutSet as `CutSet.to_file("cuts.jsonl.gz")` writes it: MonoCuts into one recording."""
+    total = sum(len(s) for _, _, s in utterances)
+    recording = {"id": "long", "sources": [{"type": "file", "channels": [0], "source": str(root / "long.wav")}],
+                 "sampling_rate": RATE, "num_samples": total, "duration": total / RATE, "channel_ids": [0]}
+    path = folder / "cuts.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        for stem, text, start, duration in _offsets(utterances):
+            supervision = {"id": stem, "recording_id": "long", "start": 0.0, "duration": duration, "channel": 0,
+                           "text": text, "speaker": "spk0"}
+            f.write(json.dumps({"id": stem, "start": start, "duration": duration, "channel": 0,
+                                "supervisions": [supervision], "recording": recording, "type": "MonoCut"}) + "\n")
+    return path
+
+
 def write_audiofolder(folder: Path, utterances) -> Path:
     folder = folder / "audiofolder"
     folder.mkdir()
@@ -123,11 +139,12 @@ def test_every_format_evaluates_to_the_same_pairs(tmp_path, corpus, model):
     root, utterances = corpus
     sources = {"jsonl": write_jsonl(tmp_path, root, utterances), "nemo": write_nemo(tmp_path, root, utterances),
                "kaldi": write_kaldi(tmp_path, root, utterances), "audiofolder": write_audiofolder(tmp_path, utterances),
-               "save_to_disk": write_save_to_disk(tmp_path / "hf", arrow_table(root, utterances))}
+               "save_to_disk": write_save_to_disk(tmp_path / "hf", arrow_table(root, utterances)),
+               "lhotse": write_cuts(tmp_path, root, utterances)}
     results = evaluate(model, [str(p) for p in sources.values()])
     pairs = {name: sorted((u.reference, u.hypothesis) for u in r.items) for name, r in zip(sources, results)}
     for result in results:
-        assert result.failed == 0 and not result.problems and len(result.items) == 3
+        assert result.failed == 0 and not result.problems and len(result.items) == 3, result.name
     assert all(hypothesis for _, hypothesis in pairs["jsonl"])  # real transcripts, not three empty strings
     assert sorted(u.reference for u in results[0].items) == sorted(t for _, t, _ in utterances)
     for name in sources:
@@ -296,6 +313,22 @@ def test_bad_rows_are_named_by_file_and_line_and_skipped(tmp_path, corpus):
     source = read_source(folder)
     assert len(source.utterances) == 1 and [p.split(": ", 1)[0] for p in source.problems] == [
         f"{folder / 'metadata.csv'}:3", f"{folder / 'metadata.csv'}:4"]
+
+    cuts = write_cuts(tmp_path, root, utterances)
+    with gzip.open(cuts, "rt") as f:
+        lines = f.read().splitlines()
+    late = json.loads(lines[2])
+    late["start"] = long_s - 0.5
+    gone = json.loads(lines[1])
+    gone["recording"]["sources"][0]["source"] = str(tmp_path / "gone.wav")
+    piped = json.loads(lines[0])
+    piped["recording"]["sources"][0] = {"type": "command", "source": f"cat {root / 'long.wav'}"}
+    with gzip.open(cuts, "wt") as f:
+        f.write("\n".join([lines[0], json.dumps(gone), "{oops", json.dumps(late), json.dumps(piped)]) + "\n")
+    source = read_source(cuts)
+    assert len(source.utterances) == 1 and [p.split(": ", 1)[0] for p in source.problems] == [
+        f"{cuts}:{n}" for n in (2, 3, 4, 5)]
+    assert "past the end" in source.problems[2] and "--allow-commands" in source.problems[3]
 
 
 def test_bad_rows_of_a_dataset_are_named_by_row(tmp_path, corpus):

@@ -105,7 +105,7 @@ def _read_wav_scp(path: Path, allow_commands: bool, problems: list[str]) -> dict
                 problems.append(f"{where}: {rec_id} is a command ({value}): commands in wav.scp run only with "
                                 "--allow-commands")
         else:
-            audio = Path(value) if Path(value).is_absolute() else _relative(value, path.parent)
+            audio = Path(value) if Path(value).is_absolute() else resolve_relative(value, path.parent)
             if not audio.is_file():
                 extra = " (Kaldi archive entries ark:offset are not read)" if ":" in value else ""
                 problems.append(f"{where}: {audio}: no such file{extra}")
@@ -114,7 +114,7 @@ def _read_wav_scp(path: Path, allow_commands: bool, problems: list[str]) -> dict
     return recordings
 
 
-def _relative(value: str, data_dir: Path) -> Path:
+def resolve_relative(value: str, data_dir: Path) -> Path:
     """Kaldi paths are relative to the recipe folder the scripts run in (the working directory); a copied data
     dir often holds them relative to itself: the working directory first, then the data dir."""
     here = Path(value)

@@ -25,7 +25,7 @@ from ..manifest import AUDIO_FIELDS, manifest_records, normalize_record
 MANIFEST_FORMATS = (".tsv", ".jsonl", ".json", ".csv", ".parquet", ".arrow")
 # What --data-format can force; auto detects it from the path (docs/training.md, Data).
 DATA_FORMATS = ("auto", "folder", "librispeech", "audiofolder", "kaldi", "hf", "commonvoice", "tsv", "jsonl",
-                "csv")
+                "csv", "lhotse")
 COMMON_VOICE_COLUMNS = ("path", "sentence")  # a .tsv whose header has these is Common Voice, never audio<TAB>text
 
 
@@ -133,11 +133,17 @@ def detect_format(path: Path) -> str:
         if any((path / f).is_file() for f in ("metadata.csv", "metadata.jsonl")):
             return "audiofolder"
         return "librispeech" if next(path.rglob("*.trans.txt"), None) is not None else "folder"
+    from .lhotse import is_cut_manifest
+
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(".jsonl.gz"):
+        return "lhotse"
     if suffix not in MANIFEST_FORMATS:
         raise ConfigError(f"{path}: unknown data source format {suffix or '(no extension)'!r}: expected a folder "
-                          "or a .tsv, .jsonl, .json, .csv, .parquet or .arrow manifest (or say which with "
-                          "--data-format)")
+                          "or a .tsv, .jsonl, .json, .csv, .parquet or .arrow manifest, or lhotse cuts.jsonl.gz "
+                          "(or say which with --data-format)")
+    if suffix == ".jsonl" and is_cut_manifest(path):
+        return "lhotse"
     if suffix == ".tsv":
         return "commonvoice" if _is_common_voice_header(_first_line(path)) else "tsv"
     return {".json": "jsonl", ".parquet": "hf", ".arrow": "hf"}.get(suffix, suffix[1:])
@@ -145,7 +151,7 @@ def detect_format(path: Path) -> str:
 
 def _reader(fmt: str):
     """The reader of a format: (path, sample_rate, spec) -> (utterances, problems)."""
-    from . import arrow, kaldi
+    from . import arrow, kaldi, lhotse
 
     return {
         "folder": lambda p, rate, spec: _read_folder(_need_dir(p, fmt), rate),
@@ -157,6 +163,7 @@ def _reader(fmt: str):
         "tsv": lambda p, rate, spec: _read_tsv(_need_file(p, fmt), rate),
         "jsonl": lambda p, rate, spec: _read_records(p, _read_lines(_need_file(p, fmt)), "jsonl", rate),
         "csv": lambda p, rate, spec: _read_csv(_need_file(p, fmt), rate, spec.text_column),
+        "lhotse": lambda p, rate, spec: lhotse.read_cuts(_need_file(p, fmt), rate, spec.allow_commands),
     }[fmt]
 
 
