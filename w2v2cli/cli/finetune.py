@@ -23,8 +23,10 @@ def finetune(
     init: str = typer.Option(..., "--init", help="A pretrained model file, a Hugging Face folder, a name from "
                                                  "`w2v2 models`, a Hub repo id org/name[@revision], or scratch "
                                                  "(with --config: no pretraining)."),
-    train: str = typer.Option(..., "--train", help="Labeled audio: .jsonl/.csv with text, fairseq .tsv with "
-                                                   ".wrd/.ltr, or a LibriSpeech-style tree."),
+    train: str = typer.Option(..., "--train", help="Labeled audio: a .jsonl/.json (NeMo too), .csv, fairseq or "
+                                                   "Common Voice .tsv or lhotse cuts.jsonl.gz manifest, a Kaldi "
+                                                   "dir, an audiofolder, a Hugging Face dataset (folder, .parquet, "
+                                                   ".arrow) or a LibriSpeech tree (docs/training.md, Data)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: model.safetensors (best by WER), "
                                                             "checkpoints, metrics.jsonl. Rerunning resumes."),
     valid: list[str] = typer.Option([], "--valid", help="Validation data (repeatable); the first one picks "

@@ -22,8 +22,9 @@ _P = PretrainConfig()
 @app.command()
 def pretrain(
     ctx: typer.Context,
-    train: str = typer.Option(..., "--train", help="Unlabeled audio: a folder (recursive), a fairseq .tsv, a "
-                                                   ".jsonl/.csv manifest or a LibriSpeech-style tree."),
+    train: str = typer.Option(..., "--train", help="Unlabeled audio: a folder (recursive), or any data source "
+                                                   "finetune reads: manifests, Kaldi dirs, Hugging Face datasets "
+                                                   "(docs/training.md, Data)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, metrics.jsonl and "
                                                             "model.safetensors. Rerunning resumes from it."),
     valid: list[str] = typer.Option([], "--valid", help="Validation data, same formats (repeatable)."),
