@@ -1,6 +1,5 @@
 """Models by name (w2v2cli/hub.py) against a stand-in Hub on 127.0.0.1 (tests/hub_server.py): never the network."""
 
-import gc
 import json
 import time
 from pathlib import Path
@@ -341,13 +340,48 @@ def test_a_stopped_hub_with_a_warm_cache_still_resolves(start_hub, tmp_path):
 
 
 def test_progress_goes_to_stderr_and_can_be_silenced(start_hub, tmp_path, capfd):
-    start_hub({"org/a": {"main": make_repo(tmp_path / "a", NEEDED)},
-               "org/b": {"main": make_repo(tmp_path / "b", NEEDED)}})
+    """Not on a terminal (a log, a pipe): no bars, one line saying how much came; nothing once cached; nothing
+    with progress=False; never anything on stdout."""
+    from rich.filesize import decimal
+
+    repos = {name: make_repo(tmp_path / name, NEEDED, name) for name in ("a", "b")}
+    start_hub({f"org/{name}": {"main": folder} for name, folder in repos.items()})
     download("org/a")
-    gc.collect()  # huggingface_hub never closes its byte bars: they print their last state when collected
-    out, err = capfd.readouterr()
-    assert out == "" and "Fetching 3 files" in err and "Fetching 1 files" in err  # configs, then weights
+    size = sum(p.stat().st_size for p in repos["a"].iterdir())
+    assert capfd.readouterr() == ("", f"org/a: downloaded {decimal(size)} into the Hugging Face cache\n")
+    download("org/a")
+    assert capfd.readouterr() == ("", "")
     download("org/b", progress=False)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_progress_bars_on_a_terminal_are_rich_and_transient(start_hub, tmp_path, capfd, monkeypatch):
+    """On a terminal huggingface_hub's bars are drawn by Rich (files counted, bytes as sizes) and cleared; the
+    command line's stdout carries only the result (w2v2 download: the folder), and --quiet silences it all."""
+    import io
+
+    from rich.console import Console
+
+    import w2v2cli.download_progress as download_progress
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(download_progress, "stderr_console",
+                        lambda: Console(file=terminal, force_terminal=True, width=120, highlight=False))
+    start_hub({f"org/{name}": {"main": make_repo(tmp_path / name, NEEDED, name)} for name in ("a", "b")})
+    result = run_cli("download", "org/a")
+    assert result.returncode == 0 and result.stdout == f"{resolve('org/a', progress=False)}\n"
+    drawn = terminal.getvalue()
+    # The last Hub call's bars (the weights: one file) are drawn when the display stops; the configs' come and go
+    # between refreshes, too fast to be sure to be drawn.
+    weights = (tmp_path / "a" / "model.safetensors").stat().st_size
+    assert "Fetching 1 files" in drawn and "1/1" in drawn and f"{weights} bytes/{weights} bytes" in drawn
+    size = sum(p.stat().st_size for p in (tmp_path / "a").iterdir())
+    # The bars are cleared (Rich's erase-line code last), then one line says what came.
+    assert drawn.rsplit("\x1b[2K", 1)[1] == f"org/a: downloaded {size} bytes into the Hugging Face cache\n"
+    terminal.truncate(0)
+    terminal.seek(0)
+    quiet = run_cli("download", "org/b", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and terminal.getvalue() == ""
     assert capfd.readouterr() == ("", "")
 
 

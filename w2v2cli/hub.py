@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -273,28 +272,35 @@ def download(repo_id: str, revision: str | None = None, *, progress: bool = True
 
     Safetensors weights are preferred; `pytorch_model.bin` is fetched only when the repo's file list (from the Hub,
     or from the cache when offline) has no safetensors weights. Files already cached are not fetched again.
-    Progress bars go to stderr; `progress=False` silences them. `cache_only` acts as if HF_HUB_OFFLINE were set.
+    Progress bars go to stderr (download_progress.py); `progress=False` silences them. `cache_only` acts as if
+    HF_HUB_OFFLINE were set.
     """
+    from .download_progress import DownloadProgress
+
     hub = _Hub.from_environment()
     if cache_only:
-        hub = replace(hub, offline=True)
-    with _hub_errors(hub, repo_id, revision):
-        if revision and _COMMIT.fullmatch(revision):  # a branch or tag is looked up first, which fails at once
-            _fail_fast_if_unreachable(hub, repo_id, revision, "config.json")
-        folder = Path(_snapshot(hub, repo_id, revision, MODEL_FILES, progress))
-        _check_config(folder)
-        # Pinned to the commit the small files came from (the snapshot folder's name): no second look-up of the
-        # revision, and weights from the same commit as the config even if the branch moves meanwhile.
-        folder = Path(_snapshot(hub, repo_id, folder.name, (*SAFETENSORS_WEIGHTS, LANGUAGE_MODEL_FILES), progress))
-        files = _repo_files(hub, repo_id, folder)
-        if files is None:  # cached by an older huggingface_hub, and the Hub not reached: judge by what is on disk
-            files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-            if not _usable_weights(files):
-                raise HubUnreachableError(repo_id, revision, offline=hub.offline)
-        if _has_safetensors(files):
-            return folder
-        if PICKLE_WEIGHTS in files:
-            return Path(_snapshot(hub, repo_id, folder.name, (PICKLE_WEIGHTS,), progress))
+        hub, progress = replace(hub, offline=True), False
+    with _hub_errors(hub, repo_id, revision), DownloadProgress(progress, _display(repo_id, revision)) as bars:
+        return _download(hub, repo_id, revision, bars)
+
+
+def _download(hub: _Hub, repo_id: str, revision: str | None, bars) -> Path:
+    if revision and _COMMIT.fullmatch(revision):  # a branch or tag is looked up first, which fails at once
+        _fail_fast_if_unreachable(hub, repo_id, revision, "config.json")
+    folder = Path(_snapshot(hub, repo_id, revision, MODEL_FILES, bars))
+    _check_config(folder)
+    # Pinned to the commit the small files came from (the snapshot folder's name): no second look-up of the
+    # revision, and weights from the same commit as the config even if the branch moves meanwhile.
+    folder = Path(_snapshot(hub, repo_id, folder.name, (*SAFETENSORS_WEIGHTS, LANGUAGE_MODEL_FILES), bars))
+    files = _repo_files(hub, repo_id, folder)
+    if files is None:  # cached by an older huggingface_hub, and the Hub not reached: judge by what is on disk
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        if not _usable_weights(files):
+            raise HubUnreachableError(repo_id, revision, offline=hub.offline)
+    if _has_safetensors(files):
+        return folder
+    if PICKLE_WEIGHTS in files:
+        return Path(_snapshot(hub, repo_id, folder.name, (PICKLE_WEIGHTS,), bars))
     raise NoWeightsError(repo_id, revision)
 
 
@@ -311,12 +317,15 @@ def download_file(repo_id: str, filename: str, revision: str | None = None, *, p
     """Fetch one file of a repo into the cache (an MMS adapter: `adapter.fra.safetensors`); return its path."""
     from huggingface_hub import hf_hub_download
 
+    from .download_progress import DownloadProgress
+
     hub = _Hub.from_environment()
-    with _hub_errors(hub, repo_id, revision, filename=filename):
+    with (_hub_errors(hub, repo_id, revision, filename=filename),
+          DownloadProgress(progress, f"{repo_id}/{filename}") as bars):
         _fail_fast_if_unreachable(hub, repo_id, revision, filename)
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub.cache_dir,
                                     endpoint=hub.endpoint, local_files_only=hub.offline,
-                                    tqdm_class=_tqdm_class(progress)))
+                                    tqdm_class=bars.tqdm_class()))
 
 
 @dataclass(frozen=True)
@@ -342,12 +351,12 @@ class _Hub:
         return cls(endpoint, cache, offline)
 
 
-def _snapshot(hub: _Hub, repo_id: str, revision: str | None, patterns: Iterable[str], progress: bool) -> str:
+def _snapshot(hub: _Hub, repo_id: str, revision: str | None, patterns: Iterable[str], bars) -> str:
     from huggingface_hub import snapshot_download
 
     return snapshot_download(repo_id, revision=revision, cache_dir=hub.cache_dir, endpoint=hub.endpoint,
                              local_files_only=hub.offline, allow_patterns=list(patterns),
-                             tqdm_class=_tqdm_class(progress))
+                             tqdm_class=bars.tqdm_class())
 
 
 def _fail_fast_if_unreachable(hub: _Hub, repo_id: str, revision: str | None, filename: str) -> None:
@@ -381,21 +390,6 @@ def _has_safetensors(files: set[str]) -> bool:
 
 def _usable_weights(files: set[str]) -> bool:
     return _has_safetensors(files) or PICKLE_WEIGHTS in files
-
-
-def _tqdm_class(progress: bool):
-    """Bars on stderr, or none. A plain tqdm, not huggingface_hub's: its bars also obey a process-wide switch
-    (`disable_progress_bars`) that another library in the same process may have turned off."""
-    from tqdm.auto import tqdm
-
-    class Bars(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)  # huggingface_hub's own keyword
-            kwargs["disable"] = not progress
-            kwargs["file"] = sys.stderr
-            super().__init__(*args, **kwargs)
-
-    return Bars
 
 
 @contextmanager
