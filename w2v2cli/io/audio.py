@@ -64,7 +64,7 @@ class AudioSpan:
 
     def __str__(self) -> str:
         name = self.label or str(self.path)
-        if self.start_s == 0 and self.duration_s is None:
+        if self.is_whole:
             return name
         end = "end" if self.duration_s is None else f"{self.start_s + self.duration_s:.3f}"
         return f"{name} [{self.start_s:.3f}-{end} s]"
