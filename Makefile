@@ -22,17 +22,22 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# The demo and the tests never need the Hub: the demo names the embedded model, the tests run offline (an autouse
+# fixture in tests/conftest.py; the stand-in Hub's tests serve 127.0.0.1). HF_HUB_OFFLINE makes that hold for
+# anything else that would reach for huggingface.co too.
+OFFLINE := HF_HUB_OFFLINE=1
+
 demo: $(VENV)/.installed
 	@$(BIN)/w2v2 --help
-	@$(BIN)/python -m w2v2cli.demo sample_audio
+	@$(OFFLINE) $(BIN)/python -m w2v2cli.demo sample_audio
 
 # The fast tier (<= 5 minutes on 2 cores); test-all adds the tests marked slow (training convergence, SIGKILL
 # resume, torchrun, recipe runs, full-size models).
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow"
 
 test-all: lint
-	$(BIN)/python -m pytest -q
+	$(OFFLINE) $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check w2v2cli tests benchmarks recipes
