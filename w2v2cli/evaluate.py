@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import read_source
+from .data.sources import DataSpec
 from .errors import ConfigError
 from .model import Wav2Vec2
 from .scoring import Comparison, ErrorCounts, error_counts, paired_comparison, wer_interval
@@ -124,14 +125,14 @@ def evaluate(model: Wav2Vec2, data, **decode_options) -> list[SetScore]:
     if model.ctc_head is None or model.vocab is None:
         raise ConfigError("the model has no CTC head: evaluate needs a fine-tuned model")
     results = []
-    for spec in [data] if isinstance(data, str) else data:
+    for spec in [data] if isinstance(data, (str, Path, DataSpec)) else data:
         source = read_source(spec, model.config.sample_rate, need_text=True)
         items = []
         for u in source.utterances:
             _, reference, _ = encode_transcript(u.text or "", model.vocab)
-            items.append(UtteranceScore(u.id, str(u.path), reference))
+            items.append(UtteranceScore(u.id, str(u.audio), reference))
         total, seconds, failed = ErrorCounts(), 0.0, 0
-        for item, transcript in zip(items, transcribe_iter(model, [u.path for u in source.utterances],
+        for item, transcript in zip(items, transcribe_iter(model, [u.audio for u in source.utterances],
                                                            **decode_options)):
             if transcript.error:
                 item.error, failed = transcript.error, failed + 1

@@ -157,7 +157,7 @@ class EmissionRunner:
             problem = getattr(item, "problem", None)
             if problem:
                 raise AudioError(audio_path(item), problem)
-            return self.load(audio_path(item))
+            return self.load(getattr(item, "audio", item))  # a path, or an io.audio.AudioSpan
 
         ahead = int(PREFETCH_SECONDS * self.sample_rate)
         for item, audio in prefetch(inputs, load, workers, max_ahead_samples=ahead):

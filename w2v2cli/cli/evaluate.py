@@ -28,13 +28,16 @@ from .common import (
     set_threads,
     wants_beam,
 )
+from .data_options import ALLOW_COMMANDS, DATA_FORMAT, SPLIT, TEXT_COLUMN, DataFormat, data_spec
 
 
 @app.command()
 def evaluate(
-    data: list[str] = typer.Option(..., "--data", "-d", help="Labeled data: .jsonl/.csv with text, fairseq .tsv "
-                                                              "with .wrd/.ltr, or a LibriSpeech-style tree "
-                                                              "(repeatable)."),
+    data: list[str] = typer.Option(..., "--data", "-d", help="Labeled data (repeatable): a .jsonl/.json (NeMo "
+                                                              "too), .csv, fairseq or Common Voice .tsv or lhotse "
+                                                              "cuts.jsonl.gz manifest, a Kaldi dir, an audiofolder, "
+                                                              "a Hugging Face dataset (folder, .parquet, .arrow) or "
+                                                              "a LibriSpeech tree (docs/training.md, Data)."),
     model: str = MODEL,
     language: str = LANGUAGE,
     beam: bool = BEAM,
@@ -48,6 +51,10 @@ def evaluate(
                                                                "and error counts to this JSONL file."),
     compare: Path = typer.Option(None, "--compare", help="Another model's --utterances file: the WER difference "
                                                          "per set, with a paired bootstrap 95% interval."),
+    data_format: DataFormat = DATA_FORMAT,
+    split: str = SPLIT,
+    text_column: str = TEXT_COLUMN,
+    allow_commands: bool = ALLOW_COMMANDS,
     device: str = DEVICE,
     precision: str = PRECISION,
     threads: int = THREADS,
@@ -64,7 +71,8 @@ def evaluate(
         raise ConfigError(f"--utterances {utterances}: no folder {utterances.parent} to write it in")
     path, loaded = open_model(model, language=language, device=device)
     word_lm = resolve_lm(lm, path, beam=beam, alpha=alpha, beta=beta)
-    results = run_evaluate(loaded, data, beam=beam, beam_width=beam_width, lm=word_lm.path, alpha=word_lm.alpha,
+    specs = [data_spec(d, data_format, split, text_column, allow_commands) for d in data]
+    results = run_evaluate(loaded, specs, beam=beam, beam_width=beam_width, lm=word_lm.path, alpha=word_lm.alpha,
                            beta=word_lm.beta, precision=precision)
     err = Console(stderr=True, highlight=False)
     for result in results:
