@@ -20,7 +20,7 @@ from ..errors import AudioError, ConfigError
 from ..io.audio import AudioSpan, audio_info
 from ..io.common import import_optional
 from ..manifest import AUDIO_FIELDS, SPEAKER_FIELDS, TEXT_FIELDS
-from .sources import Utterance
+from .utterance import Utterance
 
 INSTALL = "pip install 'w2v2cli[datasets]' (pyarrow) to read Hugging Face datasets"
 DURATION_FIELDS = ("duration", "audio_length", "length_s")  # seconds, when a dataset has them: no header reads

@@ -18,7 +18,7 @@ from ..config import ModelConfig
 from ..errors import AudioError, ConfigError
 from ..io.audio import load_audio
 from .sampler import BucketBatchSampler
-from .sources import Utterance
+from .utterance import Utterance
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import AudioError
 from ..io.audio import AudioSpan, audio_info
-from .sources import Utterance, _read_lines, segment
+from .utterance import Utterance, read_lines, segment
 
 COMMAND_TIMEOUT_S = 600.0
 
@@ -90,7 +90,7 @@ def read_kaldi_dir(root: Path, sample_rate: int, allow_commands: bool = False
 
 def _read_wav_scp(path: Path, allow_commands: bool, problems: list[str]) -> dict[str, _Recording]:
     recordings: dict[str, _Recording] = {}
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(read_lines(path), 1):
         where = f"{path}:{number}"
         rec_id, _, value = line.strip().partition(" ")
         value = value.strip()
@@ -126,7 +126,7 @@ def _table(path: Path, problems: list[str], allow_empty: bool = False) -> dict[s
     table: dict[str, str] = {}
     if not path.is_file():
         return table
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(read_lines(path), 1):
         key, _, value = line.strip().partition(" ")
         if not key:
             continue
@@ -149,7 +149,7 @@ def _seconds_table(path: Path, problems: list[str]) -> dict[str, float]:
 
 def _segments(path: Path, problems: list[str]):
     """(where, (utterance, recording, start_s, end_s)) per line of `segments`; end -1 is the recording's end."""
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(read_lines(path), 1):
         fields = line.split()
         if not fields:
             continue

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..io.audio import SEGMENT_SLACK_S
 from .kaldi import PipedCommand, resolve_relative
-from .sources import Utterance
+from .utterance import Utterance
 
 CUT_KEYS = ("recording", "start", "duration")  # what marks a JSON line as a lhotse cut
 

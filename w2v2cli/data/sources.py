@@ -19,36 +19,15 @@ from pathlib import Path
 
 from ..config import ModelConfig
 from ..errors import AudioError, ConfigError, PathError
-from ..io.audio import AUDIO_EXTENSIONS, SEGMENT_SLACK_S, AudioSpan, ByteSource, audio_info, find_audio_files
+from ..io.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files
 from ..manifest import AUDIO_FIELDS, manifest_records, normalize_record
+from .utterance import Utterance, read_lines, segment, segment_id
 
 MANIFEST_FORMATS = (".tsv", ".jsonl", ".json", ".csv", ".parquet", ".arrow")
 # What --data-format can force; auto detects it from the path (docs/training.md, Data).
 DATA_FORMATS = ("auto", "folder", "librispeech", "audiofolder", "kaldi", "hf", "commonvoice", "tsv", "jsonl",
                 "csv", "lhotse")
 COMMON_VOICE_COLUMNS = ("path", "sentence")  # a .tsv whose header has these is Common Voice, never audio<TAB>text
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One training example, as found on disk; the audio itself is decoded only when a batch needs it."""
-
-    id: str  # unique within a source: path relative to the data root without extension, or a LibriSpeech utterance id
-    path: Path
-    num_samples: int  # length at the target sample rate, from the manifest or the file header
-    text: str | None = None
-    speaker: str | None = None  # speaker id ("103"), None when the source does not say
-    start_s: float = 0.0  # a segment of `path`: where it starts,
-    duration_s: float | None = None  # and how long it is (None: the whole file)
-    data: ByteSource | None = None  # audio that is not a file (dataset bytes, a wav.scp command); `path` lists it
-    label: str | None = None  # how messages name audio that is not a file ("train.parquet row 12")
-
-    @property
-    def audio(self) -> Path | AudioSpan:
-        """What io.audio.load_audio decodes: the file, or the span or byte source it comes from."""
-        if self.start_s == 0 and self.duration_s is None and self.data is None:
-            return self.path
-        return AudioSpan(self.path, self.start_s, self.duration_s, self.data, self.label)
 
 
 @dataclass(frozen=True)
@@ -161,7 +140,7 @@ def _reader(fmt: str):
         "hf": lambda p, rate, spec: arrow.read_dataset(p, rate, spec.split, spec.text_column),
         "commonvoice": lambda p, rate, spec: _read_common_voice(_need_file(p, fmt), rate),
         "tsv": lambda p, rate, spec: _read_tsv(_need_file(p, fmt), rate),
-        "jsonl": lambda p, rate, spec: _read_records(p, _read_lines(_need_file(p, fmt)), "jsonl", rate),
+        "jsonl": lambda p, rate, spec: _read_records(p, read_lines(_need_file(p, fmt)), "jsonl", rate),
         "csv": lambda p, rate, spec: _read_csv(_need_file(p, fmt), rate, spec.text_column),
         "lhotse": lambda p, rate, spec: lhotse.read_cuts(_need_file(p, fmt), rate, spec.allow_commands),
     }[fmt]
@@ -189,7 +168,7 @@ def _read_librispeech(root: Path, sample_rate: int) -> tuple[list[Utterance], li
         for candidate in sorted(trans.parent.iterdir(), key=_extension_preference):
             if candidate.is_file() and candidate.suffix.lower() in AUDIO_EXTENSIONS:
                 audio_by_stem.setdefault(candidate.stem, candidate)
-        for number, line in enumerate(_read_lines(trans), 1):
+        for number, line in enumerate(read_lines(trans), 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
@@ -229,7 +208,7 @@ def _sibling_text(audio: Path) -> str | None:
     text_file = audio.with_suffix(".txt")
     if not text_file.is_file():
         return None
-    return " ".join(" ".join(_read_lines(text_file)).split()) or None
+    return " ".join(" ".join(read_lines(text_file)).split()) or None
 
 
 def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[str]]:
@@ -238,7 +217,7 @@ def _read_tsv(manifest: Path, sample_rate: int) -> tuple[list[Utterance], list[s
     The lengths are taken as written (fairseq's convention: samples at the training rate), so no header is read;
     that is what makes a fairseq manifest fast to load for a million files.
     """
-    lines = _read_lines(manifest)
+    lines = read_lines(manifest)
     if lines and "\t" in lines[0]:  # a fairseq root line never holds a tab
         if set(lines[0].split("\t")) & {"sentence", "client_id"}:  # a header, never an audio<TAB>text pair
             raise ConfigError(f"{manifest}: the first line looks like a Common Voice header but lacks "
@@ -297,7 +276,7 @@ def _tsv_texts(manifest: Path, num_entries: int) -> list[str] | None:
         sibling = manifest.with_suffix(suffix)
         if not sibling.is_file():
             continue
-        lines = _read_lines(sibling)
+        lines = read_lines(sibling)
         # A trailing blank line is common in hand-made files; anything else out of step would shift every transcript.
         while len(lines) > num_entries and not lines[-1].strip():
             lines.pop()
@@ -349,7 +328,7 @@ def _read_audiofolder(root: Path, sample_rate: int, text_column: str | None) -> 
     folder) and a text column, beside the audio."""
     if (root / "metadata.jsonl").is_file():
         manifest = root / "metadata.jsonl"
-        return _read_records(manifest, _read_lines(manifest), "jsonl", sample_rate, text_column)
+        return _read_records(manifest, read_lines(manifest), "jsonl", sample_rate, text_column)
     return _read_csv(root / "metadata.csv", sample_rate, text_column)
 
 
@@ -381,7 +360,7 @@ def _common_voice_durations(path: Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     durations = {}
-    for line in _read_lines(path)[1:]:
+    for line in read_lines(path)[1:]:
         clip, _, ms = line.partition("\t")
         try:
             durations[clip] = float(ms) / 1000
@@ -454,41 +433,6 @@ def _seconds(value) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
-def segment_id(base_id: str, start_s: float) -> str:
-    """The id of a segment without one of its own: the file's id and where it starts, so segments of one
-    recording get distinct, readable ids (`long@12.340`)."""
-    return f"{base_id}@{start_s:.3f}"
-
-
-def segment(utt: Utterance, start_s: float, duration_s: float | None, where: str, sample_rate: int,
-            problems: list[str], headers: dict | None) -> Utterance | None:
-    """`utt` as the segment [start_s, start_s + duration_s) of its file (to the end for None), checked against
-    the file's length from its header (read once per file through `headers`); a segment that starts past the
-    end or ends more than SEGMENT_SLACK_S past it is a line in `problems`. An end within the slack is clipped."""
-    headers = {} if headers is None else headers
-    if utt.path not in headers:
-        try:
-            frames, rate = audio_info(utt.path)
-            headers[utt.path] = frames / rate if rate > 0 else 0.0
-        except AudioError as exc:
-            headers[utt.path] = exc
-    file_s = headers[utt.path]
-    if isinstance(file_s, AudioError):
-        problems.append(f"{where}: {file_s}")
-        return None
-    end_s = file_s if duration_s is None else start_s + duration_s
-    if start_s >= file_s or end_s > file_s + SEGMENT_SLACK_S:
-        problems.append(f"{where}: segment {start_s:.3f}-{end_s:.3f} s is past the end of {utt.path} "
-                        f"({file_s:.3f} s)")
-        return None
-    duration_s = min(end_s, file_s) - start_s
-    num_samples = round(duration_s * sample_rate)
-    if num_samples <= 0:
-        problems.append(f"{where}: empty segment ({start_s:.3f}-{end_s:.3f} s)")
-        return None
-    return replace(utt, num_samples=num_samples, start_s=start_s, duration_s=duration_s)
-
-
 def _header_samples(audio: Path, sample_rate: int, problems: list[str]) -> int | None:
     """Length at `sample_rate` from the header (frames * rate // file rate), or None with a line in `problems`."""
     try:
@@ -537,12 +481,3 @@ def _resolve(path: Path, base: Path) -> Path:
     if path.is_absolute() or not (base / path).is_dir():
         return path
     return base / path
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise PathError(path, exc.strerror or str(exc)) from None

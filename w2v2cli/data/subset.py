@@ -11,7 +11,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..io.atomic import atomic_open
-from .sources import Utterance
+from .utterance import Utterance
 
 SUBSET_FILE = "train_subset.jsonl"  # where `finetune --hours` and `pretrain --hours` list the chosen utterances
 
