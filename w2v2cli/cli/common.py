@@ -24,7 +24,7 @@ from ..results import Result
 # text into, no model by default).
 MODEL = typer.Option(None, "--model", "-m", help="A model file or Hugging Face folder, a name from `w2v2 models` "
                                                  "(embedded: the offline demo model for synthetic speech), or a "
-                                                 "Hub repo id org/name[@revision], downloaded once into "
+                                                 "Hub repo id org/name or org/name@revision, downloaded once into "
                                                  f"huggingface_hub's cache (default: {hub.DEFAULT_MODEL}).")
 LANGUAGE = typer.Option(None, "--language", help="The language of a multilingual model with one adapter per "
                                                   "language (MMS), as its adapter files name it (eng, fra, ...); "

@@ -25,7 +25,7 @@ class Format(str, Enum):
 @app.command()
 def export(
     model: str = typer.Argument(..., help="A w2v2 model file, a Hugging Face folder, a name from `w2v2 models` or "
-                                          "a Hub repo id org/name[@revision]."),
+                                          "a Hub repo id org/name or org/name@revision."),
     language: str = LANGUAGE,
     fmt: Format = typer.Option(..., "--format", "-f", help="onnx (ONNX Runtime), pt2 (torch.export), torchscript, "
                                                             "hf (transformers folder) or safetensors (w2v2)."),

@@ -18,8 +18,9 @@ from .common import LANGUAGE, open_model
 @app.command()
 def info(
     model: str = typer.Argument(None, help="A w2v2 .safetensors/.pt model file, a Hugging Face model folder, a "
-                                "name from `w2v2 models` or a Hub repo id org/name[@revision] (default: the default "
-                                f"model, {hub.DEFAULT_MODEL}, if it is cached; nothing is downloaded for it)."),
+                                "name from `w2v2 models` or a Hub repo id org/name or org/name@revision (default: "
+                                f"the default model, {hub.DEFAULT_MODEL}, if it is cached; nothing is downloaded "
+                                "for it)."),
     language: str = LANGUAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ):
