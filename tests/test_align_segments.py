@@ -168,3 +168,18 @@ def test_clips_of_inputs_with_one_name_go_on_numbering(tmp_path):
     with wave.open(str(tmp_path / "sub/LONG-0007.wav")) as f:
         samples = np.frombuffer(f.readframes(f.getnframes()), "<i2") / 32767
     assert f.getframerate() == rate and np.allclose(samples, audio[2000:2500], atol=1e-4)
+
+
+def test_manifest_segments_of_one_recording_get_their_own_names_and_files(tmp_path):
+    import soundfile as sf
+    from helpers import speechlike
+
+    sf.write(tmp_path / "long.wav", speechlike(48000), 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": "long.wav", "text": "hello", "offset": start,
+                                            "duration": 1.0}) + "\n" for start in (0.0, 1.5)))
+    run = run_cli("align", "--manifest", manifest, "--model", "embedded", "-o", tmp_path / "out", "-q")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["long@0.000.json", "long@1.500.json"]
+    paths = [json.loads(p.read_text())["path"] for p in sorted((tmp_path / "out").iterdir())]
+    assert paths[1].endswith("long.wav [1.500-2.500 s]")

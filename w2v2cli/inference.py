@@ -21,7 +21,7 @@ import torch
 
 from .batching import cut_batches
 from .errors import AudioError, ConfigError
-from .io.audio import load_audio, prefetch
+from .io.audio import AudioSpan, load_audio, prefetch
 from .model import Wav2Vec2
 from .model.stats import UtteranceStats, utterance_stats
 from .results import Result
@@ -161,7 +161,7 @@ class EmissionRunner:
 
         ahead = int(PREFETCH_SECONDS * self.sample_rate)
         for item, audio in prefetch(inputs, load, workers, max_ahead_samples=ahead):
-            result = Result(str(audio_path(item)), item=item)
+            result = Result(input_name(item), item=item)
             if isinstance(audio, AudioError):
                 result.error = audio.reason
                 yield result, None
@@ -232,6 +232,12 @@ class EmissionRunner:
         emissions = iter(self.run(audio)) if audio else iter(())
         for key, waveform in group:
             yield key, None if waveform is None else next(emissions)
+
+
+def input_name(item) -> str:
+    """How results name an input: its file, with the time range for a segment of one (`a.wav [2.000-3.300 s]`)."""
+    audio = getattr(item, "audio", item)
+    return str(audio) if isinstance(audio, AudioSpan) else str(Path(audio))
 
 
 def audio_path(item) -> Path:

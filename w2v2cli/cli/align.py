@@ -13,7 +13,7 @@ from ..align.segments import cut_segments, keep_segments
 from ..errors import ConfigError, W2V2Error
 from ..inference import resolve_device
 from ..io.atomic import atomic_open
-from ..io.audio import load_audio
+from ..io.audio import AudioSpan, load_audio
 from ..io.checkpoint import load_model
 from ..manifest import read_pairs
 from ..romanize import load_romanizer
@@ -103,8 +103,18 @@ def align(
     if segments:
         results = _segment_results(results, min_score, cut, loaded.config.sample_rate, err, quiet)
     run_results(results, fmt, Tally("aligned", "item", real_time=False), err, single=single,
-                output_dir=output_dir, target=lambda r: output_dir / mirror(Path(r.path)).with_suffix(extension),
+                output_dir=output_dir, target=lambda r: output_dir / _output_name(r, extension),
                 quiet=quiet, label="aligning")
+
+
+def _output_name(result, extension: str) -> Path:
+    """An item's file under --output-dir: its audio's name, and for a segment of a recording (a manifest's
+    offset) the segment's start too, so segments of one file do not share a name."""
+    audio = getattr(result.item, "audio", None)
+    if isinstance(audio, AudioSpan) and not audio.is_whole:
+        name = mirror(Path(audio.path))
+        return name.with_name(f"{name.stem}@{audio.start_s:.3f}{extension}")
+    return mirror(Path(result.path)).with_suffix(extension)
 
 
 def _make_cut_dir(cut: Path | None) -> None:
