@@ -71,8 +71,8 @@ def test_subtitle_cues_and_formats():
     words = [Word("HELLO", 0.0, 0.5, 0.9), Word("WORLD", 0.6, 1.0, 0.8), Word("AGAIN", 3.0, 3.4, 0.7)]
     assert cues(words) == [(0.0, 1.0, "HELLO WORLD"), (3.0, 3.4, "AGAIN")]
 
-    class R:
-        text, path, error, duration = "HELLO WORLD AGAIN", "a.wav", None, 4.0
+    class R:  # what the writers read of a Result
+        text, path, error, duration, segments = "HELLO WORLD AGAIN", "a.wav", None, 4.0, None
 
     R.words = words
     assert render(R, "srt").startswith("1\n00:00:00,000 --> 00:00:01,000\nHELLO WORLD\n\n2\n00:00:03,000")
