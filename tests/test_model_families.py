@@ -175,6 +175,8 @@ def test_info_shows_the_family(tmp_path):
     assert run.returncode == 0, run.stderr
     described = json.loads(run.stdout)
     assert described["family"] == "WavLM" and described["config"]["family"] == "wavlm"
+    table = run_cli("info", tmp_path)
+    assert table.returncode == 0 and "WavLM" in table.stdout
 
 
 @pytest.mark.parametrize("model_type", ["whisper", "sew"])

@@ -11,10 +11,8 @@ from rich.console import Console
 from ..align import BOUNDS, UNKNOWN_POLICIES, AlignRequest, align_iter
 from ..align.segments import cut_segments, keep_segments
 from ..errors import ConfigError, W2V2Error
-from ..inference import resolve_device
 from ..io.atomic import atomic_open
 from ..io.audio import AudioSpan, load_audio
-from ..io.checkpoint import load_model
 from ..manifest import read_pairs
 from ..romanize import load_romanizer
 from ..writers import ALIGNMENT, WRITERS, formats
@@ -23,6 +21,7 @@ from .common import (
     BATCH_SECONDS,
     CHUNK_SECONDS,
     DEVICE,
+    LANGUAGE,
     MODEL,
     PRECISION,
     QUIET,
@@ -31,7 +30,7 @@ from .common import (
     choices,
     make_output_dir,
     mirror,
-    resolve_model,
+    open_model,
     run_results,
     set_threads,
 )
@@ -48,6 +47,7 @@ def align(
     manifest: str = typer.Option(None, "--manifest", help="JSONL ({\"audio\", \"text\"}) or TSV (audio<TAB>text) "
                                                          "file of items, or - for stdin."),
     model: str = MODEL,
+    language: str = LANGUAGE,
     fmt: Format = typer.Option(Format("json"), "--format", "-f", help="Output format."),
     output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Write one file per item here."),
     unknown: Unknown = typer.Option(Unknown("star"), "--unknown", help="Characters the vocabulary cannot express: "
@@ -93,7 +93,7 @@ def align(
     make_output_dir(output_dir)
     _make_cut_dir(cut)
     set_threads(threads)
-    loaded = load_model(resolve_model(model, quiet=quiet), device=resolve_device(device))
+    _, loaded = open_model(model, language=language, device=device, quiet=quiet)
 
     extension = WRITERS[fmt].extension
     err = Console(stderr=True)

@@ -14,7 +14,8 @@ from .common import QUIET
 
 @app.command()
 def download(
-    names: list[str] = typer.Argument(..., help="Names from `w2v2 models` or Hub repo ids org/name[@revision]."),
+    names: list[str] = typer.Argument(..., help="Names from `w2v2 models` or Hub repo ids (org/name or "
+                                                "org/name@revision)."),
     quiet: bool = QUIET,
 ):
     """Download models into huggingface_hub's cache (HF_HOME, HF_HUB_CACHE) and print each one's folder.

@@ -21,8 +21,8 @@ RECIPE = "default: the recipe for the data size"
 def finetune(
     ctx: typer.Context,
     init: str = typer.Option(..., "--init", help="A pretrained model file, a Hugging Face folder, a name from "
-                                                 "`w2v2 models`, a Hub repo id org/name[@revision], or scratch "
-                                                 "(with --config: no pretraining)."),
+                                                 "`w2v2 models`, a Hub repo id (org/name or org/name@revision), or "
+                                                 "scratch (with --config: no pretraining)."),
     train: str = typer.Option(..., "--train", help="Labeled audio: a .jsonl/.json (NeMo too), .csv, fairseq or "
                                                    "Common Voice .tsv or lhotse cuts.jsonl.gz manifest, a Kaldi "
                                                    "dir, an audiofolder, a Hugging Face dataset (folder, .parquet, "

@@ -74,6 +74,7 @@ def render(described: dict, console: Console) -> None:
         summary.add_row("default model", f"{default['name']} ({default['repo_id']}): what transcribe, align and "
                         "evaluate use without --model")
     summary.add_row("format", described["format"])
+    summary.add_row("family", described["family"])
     summary.add_row("architecture", described["architecture"])
     summary.add_row("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f}M)")
     for part in ("feature_encoder", "feature_projection", "transformer", "ctc_head"):

@@ -16,7 +16,7 @@ from . import app
 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")):
-    """List the models `--model NAME` takes (any Hub repo id org/name[@revision] works too)."""
+    """List the models `--model NAME` takes (any Hub repo id org/name or org/name@revision works too)."""
     if as_json:
         print(json.dumps([asdict(entry) for entry in MODELS.values()], indent=2, ensure_ascii=False))
         return

@@ -30,7 +30,7 @@ def pretrain(
     valid: list[str] = typer.Option([], "--valid", help="Validation data, same formats (repeatable)."),
     config: str = typer.Option(None, "--config", help=f"New model: {', '.join(PRESETS)} (default base)."),
     init: str = typer.Option(None, "--init", help="Continue from a model file, a Hugging Face folder, a name from "
-                                                  "`w2v2 models` or a Hub repo id org/name[@revision]."),
+                                                  "`w2v2 models` or a Hub repo id org/name or org/name@revision."),
     conv_init: str = typer.Option(None, "--conv-init", help="With a new model: how the conv stack starts, "
                                   "kaiming (default) or envelope (a rough spectrogram; docs/training.md, "
                                   "Pretraining)."),
