@@ -61,6 +61,16 @@ def make_hf_folder(path, form="group", arch="Wav2Vec2ForCTC", size=SMALL, seed=0
     return model, extractor, tokenizer
 
 
+def run_padded(model, waveforms):
+    """Our model on a list of numpy waveforms as one zero-padded batch: (output, frame_lengths)."""
+    lengths = torch.tensor([len(w) for w in waveforms])
+    batch = torch.zeros(len(waveforms), int(lengths.max()))
+    for i, w in enumerate(waveforms):
+        batch[i, : len(w)] = torch.from_numpy(w)
+    with torch.no_grad():
+        return model(batch, lengths)
+
+
 def hf_logits(model, extractor, waveforms):
     """transformers' output for a list of numpy waveforms, normalized and padded by its own feature extractor."""
     inputs = extractor(waveforms, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from helpers import speechlike
 
-import w2v2cli.data.sources as sources
+import w2v2cli.data.utterance as utterance
 from w2v2cli.data import AudioBatchDataset, BucketBatchSampler, LabeledUtterance, Utterance, make_loader, read_source
 from w2v2cli.errors import ConfigError, PathError
 from w2v2cli.io.audio import load_audio
@@ -33,7 +33,7 @@ def no_header_reads(monkeypatch):
         calls.append(path)
         raise AssertionError(f"audio_info called for {path}")
 
-    monkeypatch.setattr(sources, "audio_info", fail)
+    monkeypatch.setattr(utterance, "audio_info", fail)  # where every reader's header reads happen
     return calls
 
 
@@ -164,8 +164,8 @@ def test_jsonl_relative_paths_duration_and_fields(tmp_path, monkeypatch):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n{not json\n\n")
     headers = []
-    real_info = sources.audio_info
-    monkeypatch.setattr(sources, "audio_info", lambda p: headers.append(Path(p).name) or real_info(p))
+    real_info = utterance.audio_info
+    monkeypatch.setattr(utterance, "audio_info", lambda p: headers.append(Path(p).name) or real_info(p))
 
     source = read_source(manifest)
     got = [(u.id, u.num_samples, u.text, u.speaker) for u in source.utterances]

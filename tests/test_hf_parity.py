@@ -4,21 +4,12 @@ import json
 
 import pytest
 import torch
-from helpers import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder, speechlike, strip_markers
+from helpers import SAMPLE_RATE, SMALL, hf_logits, make_hf_folder, run_padded, speechlike, strip_markers
 
 from w2v2cli import load_model
 from w2v2cli.decode import greedy_decode
 
 LENGTHS = [SAMPLE_RATE, 4100, 9999]  # 1 s and two odd lengths
-
-
-def ours(model, waveforms):
-    lengths = torch.tensor([len(w) for w in waveforms])
-    batch = torch.zeros(len(waveforms), int(lengths.max()))
-    for i, w in enumerate(waveforms):
-        batch[i, : len(w)] = torch.from_numpy(w)
-    with torch.no_grad():
-        return model(batch, lengths)
 
 
 @pytest.mark.parametrize("form", ["group", "layer"])
@@ -30,7 +21,7 @@ def test_ctc_logits_and_transcripts_match_transformers(tmp_path, form, safe):
     waveforms = [speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
     for w in waveforms:  # one at a time: transformers' own batch-of-one result is the reference
         ref = hf_logits(hf_model, extractor, [w])
-        logits, frames = ours(model, [w])
+        logits, frames = run_padded(model, [w])
         assert logits.shape == ref.shape and int(frames[0]) == ref.shape[1]
         assert (logits - ref).abs().max().item() <= 1e-4
         ref_text = strip_markers(tokenizer.batch_decode(ref.argmax(-1))[0])
@@ -44,7 +35,7 @@ def test_layer_norm_model_matches_transformers_on_padded_batch(tmp_path):
     model = load_model(tmp_path)
     waveforms = [speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
     ref = hf_logits(hf_model, extractor, waveforms)
-    logits, frames = ours(model, waveforms)
+    logits, frames = run_padded(model, waveforms)
     for i, n in enumerate(frames.tolist()):
         assert (logits[i, :n] - ref[i, :n]).abs().max().item() <= 1e-4
 
@@ -60,7 +51,7 @@ def test_encoder_only_folders_match_transformers(tmp_path, arch, form):
     with torch.no_grad():
         encoder = hf_model.wav2vec2 if arch == "Wav2Vec2ForPreTraining" else hf_model
         ref = encoder(inputs.input_values).last_hidden_state
-    hidden, _ = ours(model, [w])
+    hidden, _ = run_padded(model, [w])
     assert (hidden - ref).abs().max().item() <= 1e-4
 
 
@@ -79,7 +70,7 @@ def test_unusual_configs_load_and_match(tmp_path, overrides):
     model = load_model(tmp_path)
     w = speechlike(8000, seed=5)
     ref = hf_logits(hf_model, extractor, [w])
-    logits, _ = ours(model, [w])
+    logits, _ = run_padded(model, [w])
     assert logits.shape == ref.shape
     assert (logits - ref).abs().max().item() <= 1e-4
 
@@ -101,7 +92,7 @@ def test_do_normalize_false_is_honoured(tmp_path, layout):
     w = speechlike(8000, seed=6) * 3
     with torch.no_grad():
         ref = hf_model(torch.from_numpy(w)[None]).logits
-    logits, _ = ours(model, [w])
+    logits, _ = run_padded(model, [w])
     assert (logits - ref).abs().max().item() <= 1e-4
 
 
@@ -116,7 +107,7 @@ def test_real_base_config_matches_transformers(tmp_path, form):
     assert 94e6 < model.num_parameters() < 96e6
     w = speechlike(24000, seed=7)
     ref = hf_logits(hf_model, extractor, [w])
-    logits, frames = ours(model, [w])
+    logits, frames = run_padded(model, [w])
     assert (logits - ref).abs().max().item() <= 1e-4
     assert greedy_decode(logits, frames, model.vocab) == [strip_markers(tokenizer.batch_decode(ref.argmax(-1))[0])]
 
@@ -134,7 +125,7 @@ def test_old_weight_norm_names_load(tmp_path):
     model = load_model(tmp_path)
     w = speechlike(8000, seed=8)
     ref = hf_logits(hf_model, extractor, [w])
-    assert (ours(model, [w])[0] - ref).abs().max().item() <= 1e-4
+    assert (run_padded(model, [w])[0] - ref).abs().max().item() <= 1e-4
 
 
 def test_pretraining_head_of_a_hf_folder_matches_transformers(tmp_path):

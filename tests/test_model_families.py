@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import SAMPLE_RATE, SMALL, VOCAB, run_cli, speechlike, strip_markers
+from helpers import SAMPLE_RATE, SMALL, VOCAB, run_cli, run_padded, speechlike, strip_markers
 
 from w2v2cli import load_model
 from w2v2cli.decode import greedy_decode
@@ -66,15 +66,6 @@ def reference(hf_model, extractor, waveform) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
 
 
-def ours_batched(model, waveforms):
-    lengths = torch.tensor([len(w) for w in waveforms])
-    batch = torch.zeros(len(waveforms), int(lengths.max()))
-    for i, w in enumerate(waveforms):
-        batch[i, : len(w)] = torch.from_numpy(w)
-    with torch.no_grad():
-        return model(batch, lengths)
-
-
 WAVEFORMS = [speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
 
 
@@ -83,7 +74,7 @@ def test_padded_batch_matches_transformers_one_utterance_at_a_time(tmp_path, fam
     hf_model, extractor, tokenizer = make_folder(tmp_path, family)
     model = load_model(tmp_path)
     assert model.config.family == hf_model.config.model_type
-    logits, frames = ours_batched(model, WAVEFORMS)
+    logits, frames = run_padded(model, WAVEFORMS)
     texts = greedy_decode(logits, frames, model.vocab)
     for i, w in enumerate(WAVEFORMS):
         ref = reference(hf_model, extractor, w)
@@ -95,7 +86,7 @@ def test_padded_batch_matches_transformers_one_utterance_at_a_time(tmp_path, fam
     assert any(texts)  # the comparison is not between empty strings
     # Batch invariance: each row equals the model run on that utterance alone.
     for i, w in enumerate(WAVEFORMS):
-        alone, _ = ours_batched(model, [w])
+        alone, _ = run_padded(model, [w])
         assert (alone[0] - logits[i, : alone.shape[1]]).abs().max().item() <= 1e-5
 
 
@@ -104,7 +95,7 @@ def test_encoder_only_folders_match_transformers(tmp_path, family):
     hf_model, extractor, _ = make_folder(tmp_path, family, ctc=False)
     model = load_model(tmp_path)
     assert model.ctc_head is None
-    hidden, frames = ours_batched(model, WAVEFORMS)
+    hidden, frames = run_padded(model, WAVEFORMS)
     for i, w in enumerate(WAVEFORMS):
         ref = reference(hf_model, extractor, w)
         assert (hidden[i, : int(frames[i])] - ref[0]).abs().max().item() <= 1e-4
@@ -147,7 +138,7 @@ def test_mms_language_adapter_matches_transformers_load_adapter(tmp_path):
         hf_model.load_adapter(language)
         model = load_model(tmp_path, language=language)
         assert model.vocab.tokens == tuple(vocabs[language])
-        logits, frames = ours_batched(model, WAVEFORMS)
+        logits, frames = run_padded(model, WAVEFORMS)
         for i, w in enumerate(WAVEFORMS):
             ref = reference(hf_model, extractor, w)
             assert (logits[i, : int(frames[i])] - ref[0]).abs().max().item() <= 1e-4, language
@@ -221,7 +212,7 @@ def test_onnx_and_hf_exports_verify(tmp_path, family):
     for i, w in enumerate(WAVEFORMS):
         batch[i, : len(w)] = torch.from_numpy(w)
     exported, frames = onnx(batch, lengths)
-    eager, _ = ours_batched(model, WAVEFORMS)
+    eager, _ = run_padded(model, WAVEFORMS)
     for i in range(len(WAVEFORMS)):
         n = int(frames[i])
         assert (torch.as_tensor(exported)[i, :n] - eager[i, :n]).abs().max().item() <= 1e-3

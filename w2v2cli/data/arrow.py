@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AudioError, ConfigError
-from ..io.audio import AudioSpan, audio_info
+from ..io.audio import AudioSpan
 from ..io.common import import_optional
 from ..manifest import AUDIO_FIELDS, SPEAKER_FIELDS, TEXT_FIELDS
-from .utterance import Utterance
+from .utterance import Utterance, header_samples
 
 INSTALL = "pip install 'w2v2cli[datasets]' (pyarrow) to read Hugging Face datasets"
 DURATION_FIELDS = ("duration", "audio_length", "length_s")  # seconds, when a dataset has them: no header reads
@@ -197,13 +197,4 @@ def _num_samples(utt: Utterance, seconds, sample_rate: int, value, where: str, p
         return round(seconds * sample_rate)
     raw = value.get("bytes") if isinstance(value, dict) else value
     source = AudioSpan(utt.path, data=_Inline(raw), label=where) if utt.data is not None else utt.path
-    try:
-        frames, rate = audio_info(source)
-    except AudioError as exc:
-        problems.append(f"{where}: {exc.reason}")
-        return None
-    num_samples = frames * sample_rate // rate if rate > 0 else 0
-    if num_samples <= 0:
-        problems.append(f"{where}: contains no audio samples")
-        return None
-    return num_samples
+    return header_samples(source, sample_rate, problems, where)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import AudioError
-from ..io.audio import AudioSpan, audio_info
-from .utterance import Utterance, read_lines, segment
+from ..io.audio import AudioSpan
+from .utterance import Utterance, header_samples, read_lines, segment
 
 COMMAND_TIMEOUT_S = 600.0
 
@@ -175,13 +175,4 @@ def _length(recording: _Recording, seconds: float | None, sample_rate: int, prob
             return round(seconds * sample_rate)
         problems.append(f"{recording.where}: its duration is {seconds:g} s")
         return None
-    try:
-        frames, rate = audio_info(recording.span())
-    except AudioError as exc:
-        problems.append(f"{recording.where}: {exc.reason}")
-        return None
-    num_samples = frames * sample_rate // rate if rate > 0 else 0
-    if num_samples <= 0:
-        problems.append(f"{recording.where}: contains no audio samples")
-        return None
-    return num_samples
+    return header_samples(recording.span(), sample_rate, problems, recording.where)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import ModelConfig
-from ..errors import AudioError, ConfigError, PathError
-from ..io.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files
+from ..errors import ConfigError, PathError
+from ..io.audio import AUDIO_EXTENSIONS, find_audio_files
 from ..manifest import AUDIO_FIELDS, manifest_records, normalize_record
-from .utterance import Utterance, read_lines, segment, segment_id
+from .utterance import Utterance, header_samples, read_lines, segment, segment_id
 
 MANIFEST_FORMATS = (".tsv", ".jsonl", ".json", ".csv", ".parquet", ".arrow")
 # What --data-format can force; auto detects it from the path (docs/training.md, Data).
@@ -180,7 +180,7 @@ def _read_librispeech(root: Path, sample_rate: int) -> tuple[list[Utterance], li
             if audio is None:
                 problems.append(f"{trans}:{number}: no audio file {utt_id}.flac (or another audio extension)")
                 continue
-            num_samples = _header_samples(audio, sample_rate, problems)
+            num_samples = header_samples(audio, sample_rate, problems)
             if num_samples is not None:
                 utterances.append(Utterance(utt_id, audio, num_samples, text, utt_id.split("-")[0]))
     return utterances, problems
@@ -197,7 +197,7 @@ def _read_folder(root: Path, sample_rate: int) -> tuple[list[Utterance], list[st
     utterances: list[Utterance] = []
     problems: list[str] = []
     for audio in find_audio_files(root):
-        num_samples = _header_samples(audio, sample_rate, problems)
+        num_samples = header_samples(audio, sample_rate, problems)
         if num_samples is not None:
             utterances.append(Utterance(_relative_id(audio, root), audio, num_samples, _sibling_text(audio)))
     return utterances, problems
@@ -417,7 +417,7 @@ def _add_record(record: dict, where: str, base: Path, sample_rate: int, utteranc
     elif "duration" in seconds:
         utt = replace(utt, num_samples=round(seconds["duration"] * sample_rate))
     else:
-        num_samples = _header_samples(audio, sample_rate, problems)
+        num_samples = header_samples(audio, sample_rate, problems)
         utt = None if num_samples is None else replace(utt, num_samples=num_samples)
     if utt is not None:
         utterances.append(utt)
@@ -431,20 +431,6 @@ def _seconds(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if math.isfinite(seconds) else None
-
-
-def _header_samples(audio: Path, sample_rate: int, problems: list[str]) -> int | None:
-    """Length at `sample_rate` from the header (frames * rate // file rate), or None with a line in `problems`."""
-    try:
-        frames, file_rate = audio_info(audio)
-    except AudioError as exc:
-        problems.append(str(exc))
-        return None
-    num_samples = frames * sample_rate // file_rate if file_rate > 0 else 0
-    if num_samples <= 0:
-        problems.append(f"{audio}: contains no audio samples")
-        return None
-    return num_samples
 
 
 def _unique_ids(utterances: list[Utterance]) -> list[Utterance]:

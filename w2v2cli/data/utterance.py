@@ -74,3 +74,18 @@ def read_lines(path: Path) -> list[str]:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise PathError(path, exc.strerror or str(exc)) from None
+
+
+def header_samples(audio, sample_rate: int, problems: list[str], where: str | None = None) -> int | None:
+    """Length at `sample_rate` from the header (frames * rate // file rate) of a file or span, or None with a line
+    in `problems` (prefixed with `where`, a manifest line or dataset row, when given)."""
+    try:
+        frames, file_rate = audio_info(audio)
+    except AudioError as exc:
+        problems.append(f"{where}: {exc.reason}" if where else str(exc))
+        return None
+    num_samples = frames * sample_rate // file_rate if file_rate > 0 else 0
+    if num_samples <= 0:
+        problems.append(f"{where or audio}: contains no audio samples")
+        return None
+    return num_samples
