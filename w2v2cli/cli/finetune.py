@@ -149,5 +149,6 @@ def finetune(
             summary = run_finetune(train_data, output, valid_data, init=init, config=config, hours=hours,
                                    configure=configs, on_event=display, conv_init=conv_init)
     if is_main_process():
-        print(json.dumps({k: summary.get(k) for k in ("model", "update", "best_wer", "best_update", "vocab_size",
-                                                      "train_utterances", "skipped_files", "skipped_updates")}))
+        keys = ("model", "update", "best_wer", "best_update", "vocab_size", "train_utterances", "skipped_files",
+                "skipped_updates") + (("adapter_files",) if "adapter_files" in summary else ())
+        print(json.dumps({k: summary.get(k) for k in keys}))
