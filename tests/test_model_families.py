@@ -4,6 +4,7 @@ random-weight models (a padded batch of ours against transformers one utterance 
 
 import json
 
+import jiwer
 import pytest
 import torch
 from helpers import SAMPLE_RATE, SMALL, VOCAB, run_cli, run_padded, speechlike, strip_markers
@@ -216,3 +217,45 @@ def test_onnx_and_hf_exports_verify(tmp_path, family):
     for i in range(len(WAVEFORMS)):
         n = int(frames[i])
         assert (torch.as_tensor(exported)[i, :n] - eager[i, :n]).abs().max().item() <= 1e-3
+
+
+def transcribe_by_name(name, audio, *options):
+    run = run_cli("transcribe", "--model", name, *options, *audio, "-f", "jsonl", "-q")
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line)["text"] for line in run.stdout.splitlines()]
+
+
+def test_every_family_by_hub_name_transcribes_as_transformers(tmp_path, start_hub):
+    import soundfile as sf
+
+    audio = []
+    for i, w in enumerate(WAVEFORMS):
+        audio.append(tmp_path / f"{i}.wav")
+        sf.write(audio[-1], w, SAMPLE_RATE)
+    repos, expected = {}, {}
+    for family in ("hubert-group", "data2vec-audio", "wavlm-layer"):
+        folder = tmp_path / family
+        folder.mkdir()
+        hf_model, extractor, tokenizer = make_folder(folder, family)
+        repos[f"test-org/{family}"] = {"main": folder}
+        expected[family] = [strip_markers(tokenizer.batch_decode(reference(hf_model, extractor, w).argmax(-1))[0])
+                            for w in WAVEFORMS]
+    mms = tmp_path / "mms"
+    mms.mkdir()
+    hf_mms, extractor, _ = two_language_folder(mms)
+    hf_mms.load_adapter("fra")
+    fra = transformers.Wav2Vec2CTCTokenizer(str(mms / "vocab.json"), target_lang="fra")
+    expected["mms"] = [strip_markers(fra.batch_decode(reference(hf_mms, extractor, w).argmax(-1))[0])
+                       for w in WAVEFORMS]
+    repos["test-org/mms"] = {"main": mms}
+    server = start_hub(repos)
+    for family in ("hubert-group", "data2vec-audio", "wavlm-layer"):
+        # The logits agree within 1e-4 (above); a random model has near-ties that the CLI's own batching may
+        # break the other way, so a character or two may differ, never more.
+        got = transcribe_by_name(f"test-org/{family}", audio)
+        assert jiwer.cer(expected[family], got) <= 0.02, (family, got, expected[family])
+    assert jiwer.cer(expected["mms"], transcribe_by_name("test-org/mms", audio, "--language", "fra")) <= 0.02
+    fetched = server.fetched()
+    assert "adapter.fra.safetensors" in fetched and "adapter.eng.safetensors" not in fetched
+    missing = run_cli("transcribe", "--model", "test-org/mms", "--language", "deu", *audio, "-q")
+    assert missing.returncode == 4 and "eng, fra" in missing.stderr and "Traceback" not in missing.stderr
