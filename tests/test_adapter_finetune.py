@@ -11,6 +11,7 @@ import torch
 from helpers import SAMPLE_RATE, SMALL, VOCAB, speechlike
 
 from w2v2cli import build_model, load_model, preset, save_model
+from w2v2cli.decode import greedy_decode
 from w2v2cli.errors import ConfigError
 from w2v2cli.train.config import FinetuneConfig
 from w2v2cli.train.finetune import finetune, recipe_defaults, with_adapters
@@ -90,6 +91,11 @@ def test_adapter_training_moves_only_adapters_and_head_and_loads_in_transformers
         native, _ = tuned(x, torch.tensor([x.shape[1]]))
     assert (logits - reference).abs().max().item() <= 1e-4
     assert (native - reference).abs().max().item() <= 1e-4
+    # The transcripts: transformers' tokenizer with the language's vocabulary, and w2v2's greedy decoding.
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), target_lang="xyz")
+    theirs = tokenizer.batch_decode(reference.argmax(-1))[0].replace("<unk>", "")
+    assert greedy_decode(logits, torch.tensor([logits.shape[1]]), ours.vocab) == [" ".join(theirs.split())]
+    assert theirs.strip()  # not a comparison of empty transcripts
 
 
 def test_fresh_adapters_start_as_the_model_and_need_pre_ln(tmp_path):
