@@ -372,6 +372,7 @@ def test_datasets_splits_parquet_columns_and_the_missing_extra(tmp_path, corpus,
     with pytest.raises(ConfigError, match=r"dd: this dataset has the splits train, test: choose one with --split"):
         read_source(tmp_path / "dd")
     test = read_source(DataSpec(str(tmp_path / "dd"), split="test"))
+    assert test.name == f"{tmp_path / 'dd'}[test]"  # the sets of two splits keep apart
     assert [(u.id, u.path, u.speaker) for u in test.utterances] == [
         (utterances[0][0], root / "wavs" / f"{utterances[0][0]}.wav", "spk0")]
     table = arrow_table(root, utterances).append_column("words", pa_strings(["x", "y", "z"]))
@@ -431,3 +432,13 @@ def test_utterance_audio_is_the_file_unless_a_span(tmp_path):
     assert whole.audio == tmp_path / "a.wav"
     part = Utterance("b", tmp_path / "a.wav", 100, start_s=1.0, duration_s=0.5)
     assert part.audio == AudioSpan(tmp_path / "a.wav", 1.0, 0.5)
+
+
+def test_evaluate_tables_show_set_names_with_brackets_as_they_are(tmp_path, corpus, monkeypatch):
+    root, utterances = corpus
+    stem, text, _ = utterances[0]
+    monkeypatch.chdir(tmp_path)
+    Path("dev[clean].jsonl").write_text(json.dumps({"audio": str(root / "wavs" / f"{stem}.wav"), "text": text}))
+    run = run_cli("evaluate", "--model", "embedded", "--data", "dev[clean].jsonl", "--errors", "1")
+    assert run.returncode == 0, run.stderr
+    assert "│ dev[clean].jsonl │" in run.stdout and "dev[clean].jsonl: 1 worst utterances" in run.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import hub
 from ..errors import ConfigError
@@ -140,7 +141,7 @@ def _print_tables(results, comparisons: dict, compared: bool, errors: int, err: 
                          overflow="fold" if name in ("set", "WER 95%", "vs other") else "ellipsis")
     for r in results:
         low, high = r.wer_interval()
-        cells = [r.name, str(r.utterances), f"{r.seconds / 3600:.3f}", f"{r.wer:.2%}",
+        cells = [Text(r.name), str(r.utterances), f"{r.seconds / 3600:.3f}", f"{r.wer:.2%}",
                  f"{100 * low:.1f}-{100 * high:.1f}" if r.counts.words else "-", f"{r.cer:.2%}", str(r.failed)]
         if compared:
             c = comparisons.get(r.name)
@@ -153,11 +154,13 @@ def _print_tables(results, comparisons: dict, compared: bool, errors: int, err: 
         err.print("vs other: WER minus --compare's WER on the same utterances, in points, with its 95% interval; "
                   "*: the interval excludes 0", markup=False)
     for r in results if errors else ():
-        worst = Table(title=f"{r.name}: {errors} worst utterances", title_justify="left", show_lines=True)
+        worst = Table(title=Text(f"{r.name}: {errors} worst utterances"), title_justify="left", show_lines=True)
         for name in ("id", "errors", "reference", "hypothesis"):
             worst.add_column(name, overflow="fold")
         for u in r.worst(errors):
-            worst.add_row(u.id, f"{u.counts.word_errors}/{u.counts.words}", u.reference, u.hypothesis)
+            # Text, not markup: a set, id or transcript with [brackets] is shown as it is
+            worst.add_row(Text(u.id), f"{u.counts.word_errors}/{u.counts.words}", Text(u.reference),
+                          Text(u.hypothesis))
         out.print(worst)
 
 

@@ -76,7 +76,7 @@ def read_source(spec, sample_rate: int = ModelConfig.sample_rate, need_text: boo
     if sample_rate <= 0:
         raise ConfigError(f"sample rate must be positive, got {sample_rate}")
     spec = spec if isinstance(spec, DataSpec) else DataSpec(str(spec))
-    name = str(spec)
+    name = f"{spec}[{spec.split}]" if spec.split else str(spec)  # sets of one dataset's splits stay apart
     path = Path(spec.path)
     if not path.exists():
         raise PathError(path, "no such file or folder (expected a data folder or a manifest: "
