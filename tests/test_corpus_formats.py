@@ -442,3 +442,26 @@ def test_evaluate_tables_show_set_names_with_brackets_as_they_are(tmp_path, corp
     run = run_cli("evaluate", "--model", "embedded", "--data", "dev[clean].jsonl", "--errors", "1")
     assert run.returncode == 0, run.stderr
     assert "│ dev[clean].jsonl │" in run.stdout and "dev[clean].jsonl: 1 worst utterances" in run.stdout
+
+
+def test_kaldi_archive_entries_read_the_wav_at_their_offset(tmp_path, corpus, model):
+    """wav.scp lines `ARCHIVE:OFFSET` (as `wav-copy ark,scp:` writes them) give the same pairs as the files."""
+    root, utterances = corpus
+    data = tmp_path / "kaldi"
+    data.mkdir()
+    archive, scp = bytearray(), []
+    for stem, _, _ in utterances:
+        archive += f"{stem} ".encode()
+        scp.append(f"{stem} {data / 'wav.ark'}:{len(archive)}\n")
+        archive += (root / "wavs" / f"{stem}.wav").read_bytes()
+    (data / "wav.ark").write_bytes(bytes(archive))
+    (data / "wav.scp").write_text("".join(scp) + f"bad {data / 'wav.ark'}:3\n")
+    (data / "text").write_text("".join(f"{stem} {text}\n" for stem, text, _ in utterances) + "bad x\n")
+    source = read_source(data, need_text=True)
+    assert [u.id for u in source.utterances] == [stem for stem, _, _ in utterances]
+    assert len(source.problems) == 1 and "wav.scp:4" in source.problems[0] and "no WAV at byte 3" in source.problems[0]
+    for u, (_, _, samples) in zip(source.utterances, utterances):
+        assert np.array_equal(load_audio(u.audio).numpy(), samples / 32768)
+    (ours,), (files,) = evaluate(model, str(data)), evaluate(model, str(write_jsonl(tmp_path, root, utterances)))
+    assert sorted((u.reference, u.hypothesis) for u in ours.items) == sorted(
+        (u.reference, u.hypothesis) for u in files.items)

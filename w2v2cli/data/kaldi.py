@@ -2,7 +2,8 @@
 transcript), optional `segments` (utterance -> recording, start, end: utterances inside long recordings), optional
 `utt2spk` (the speakers `--hours` balances over) and `utt2dur`/`reco2dur` (lengths without reading audio).
 
-A `wav.scp` entry that ends in `|` is a shell command. Running the commands of a data dir someone else wrote is
+A `wav.scp` entry `ARCHIVE:OFFSET` is a WAV inside a Kaldi archive (what `wav-copy ark,scp:` writes), read from
+that byte. An entry that ends in `|` is a shell command. Running the commands of a data dir someone else wrote is
 running their code, so it is refused (the entry is a problem and skipped) unless the caller allows it
 (`--allow-commands`); then each runs in `sh -c` with no stdin and a time limit, and its stdout (a WAV, as Kaldi's
 own tools expect) is decoded like a file.
@@ -10,6 +11,7 @@ own tools expect) is decoded like a file.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,10 +45,37 @@ class PipedCommand:
 
 
 @dataclass(frozen=True)
+class ArchiveEntry:
+    """A WAV inside a Kaldi archive, from byte `offset` (a ByteSource): the RIFF header says how long it is."""
+
+    archive: Path
+    offset: int
+    where: str  # wav.scp:LINE, named in errors
+
+    def read(self) -> bytes:
+        try:
+            with open(self.archive, "rb") as f:
+                f.seek(self.offset)
+                head = f.read(8)
+                if head[:2] == b"\0B":  # the binary-mode marker some writers put before the object
+                    head = head[2:] + f.read(2)
+                if len(head) < 8 or head[:4] != b"RIFF":
+                    raise AudioError(self.where, f"{self.archive}: no WAV at byte {self.offset} (only WAV entries "
+                                                 "of an archive are read, not feature matrices)")
+                body = f.read(int.from_bytes(head[4:8], "little"))
+        except OSError as exc:
+            raise AudioError(self.where, f"{self.archive}: {exc.strerror or exc}") from None
+        return head + body
+
+
+_ARCHIVE_ENTRY = re.compile(r"(.+):(\d+)")
+
+
+@dataclass(frozen=True)
 class _Recording:
-    path: Path  # the audio file, or for a command the wav.scp it is listed in
+    path: Path  # the audio file, or for a command or an archive entry the wav.scp it is listed in
     where: str
-    command: PipedCommand | None = None
+    command: PipedCommand | ArchiveEntry | None = None  # where the bytes come from when not a file of its own
 
     def span(self) -> AudioSpan:
         return AudioSpan(self.path, data=self.command, label=self.where if self.command else None)
@@ -71,7 +100,7 @@ def read_kaldi_dir(root: Path, sample_rate: int, allow_commands: bool = False
             if recording.command is None:
                 utt = segment(utt, start, None if end < 0 else end - start, where, sample_rate, problems, headers)
             elif end < 0:
-                problems.append(f"{where}: a segment of a wav.scp command needs an end time")
+                problems.append(f"{where}: a segment of a wav.scp command or archive entry needs an end time")
                 continue
             else:  # no header to check it against: a span past the end fails when it is decoded, and is skipped
                 utt = replace(utt, num_samples=round((end - start) * sample_rate), start_s=start,
@@ -105,13 +134,26 @@ def _read_wav_scp(path: Path, allow_commands: bool, problems: list[str]) -> dict
                 problems.append(f"{where}: {rec_id} is a command ({value}): commands in wav.scp run only with "
                                 "--allow-commands")
         else:
-            audio = Path(value) if Path(value).is_absolute() else resolve_relative(value, path.parent)
-            if not audio.is_file():
-                extra = " (Kaldi archive entries ark:offset are not read)" if ":" in value else ""
-                problems.append(f"{where}: {audio}: no such file{extra}")
+            recording = _file_or_archive_entry(value, path, where)
+            if isinstance(recording, str):
+                problems.append(recording)
             else:
-                recordings[rec_id] = _Recording(audio, where)
+                recordings[rec_id] = recording
     return recordings
+
+
+def _file_or_archive_entry(value: str, scp: Path, where: str) -> _Recording | str:
+    """The recording a wav.scp path names (a file, or `ARCHIVE:OFFSET`), or the problem line."""
+    audio = Path(value) if Path(value).is_absolute() else resolve_relative(value, scp.parent)
+    if audio.is_file():
+        return _Recording(audio, where)
+    entry = _ARCHIVE_ENTRY.fullmatch(value)
+    if entry:
+        archive = Path(entry[1]) if Path(entry[1]).is_absolute() else resolve_relative(entry[1], scp.parent)
+        if archive.is_file():
+            return _Recording(scp, where, ArchiveEntry(archive, int(entry[2]), where))
+        return f"{where}: {archive}: no such archive"
+    return f"{where}: {audio}: no such file"
 
 
 def resolve_relative(value: str, data_dir: Path) -> Path:
