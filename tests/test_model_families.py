@@ -154,6 +154,9 @@ def test_mms_language_errors_are_one_line(tmp_path):
         load_model(tmp_path, language="deu")
     run = run_cli("info", tmp_path, "--language", "deu")
     assert run.returncode == 4 and "eng, fra" in run.stderr and "Traceback" not in run.stderr
+    described = run_cli("info", tmp_path, "--language", "fra", "--json")
+    assert described.returncode == 0 and json.loads(described.stdout)["languages"] == ["eng", "fra"]
+    assert "eng, fra: choose one with --language" in run_cli("info", tmp_path).stdout
     plain = tmp_path / "plain"
     plain.mkdir()
     make_folder(plain, "hubert-group")

@@ -87,6 +87,12 @@ def describe_model(model: Wav2Vec2, path=None) -> dict:
     }
     if path is not None:
         info = {"source": str(path), "format": source_format(path), **info}
+        if Path(path).is_dir():
+            from .io.hf import model_languages
+
+            languages = model_languages(path)
+            if languages:  # an MMS-style folder: --language picks one
+                info["languages"] = languages
         provenance = read_provenance(path)
         if provenance is not None:
             info["provenance"] = provenance

@@ -7,6 +7,7 @@ import json
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import hub
 from ..lm import arpa_counts, model_language_model
@@ -65,7 +66,7 @@ def _print_default(default: dict, as_json: bool) -> None:
 
 
 def render(described: dict, console: Console) -> None:
-    summary = Table(title=f"[bold]{described['source']}[/]", show_header=False, title_justify="left")
+    summary = Table(title=Text(described["source"], style="bold"), show_header=False, title_justify="left")
     summary.add_column(style="cyan")
     summary.add_column(overflow="fold")
     params = described["parameters"]
@@ -75,6 +76,10 @@ def render(described: dict, console: Console) -> None:
                         "evaluate use without --model")
     summary.add_row("format", described["format"])
     summary.add_row("family", described["family"])
+    languages = described.get("languages")
+    if languages:
+        shown = ", ".join(languages[:20]) + (f", ... ({len(languages)} in all)" if len(languages) > 20 else "")
+        summary.add_row("languages", Text(f"{shown}: choose one with --language"))
     summary.add_row("architecture", described["architecture"])
     summary.add_row("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f}M)")
     for part in ("feature_encoder", "feature_projection", "transformer", "ctc_head"):

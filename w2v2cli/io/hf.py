@@ -328,6 +328,13 @@ def adapter_languages(folder) -> list[str]:
     return sorted(found)
 
 
+def model_languages(folder) -> list[str]:
+    """The languages a folder offers: its adapter files' and its per-language vocabularies' (MMS); [] for one."""
+    vocab = _read_json(Path(folder) / "vocab.json", required=False)
+    nested = set(vocab) if _is_nested(vocab) else set()
+    return sorted(nested | set(adapter_languages(folder)))
+
+
 def _default_language(folder: Path) -> str | None:
     """The language an adapter folder runs without --language: the tokenizer's target_lang, else English when
     the vocabulary has it (transformers' own default), else None (the weights' own adapter, a flat vocabulary)."""
@@ -350,8 +357,7 @@ def _read_adapter(folder: Path, language: str) -> dict[str, torch.Tensor]:
     elif (folder / ADAPTER_PICKLE.format(language)).exists():
         state = safe_torch_load(folder / ADAPTER_PICKLE.format(language))
     else:
-        vocab = _read_json(folder / "vocab.json", required=False) or {}
-        known = sorted(set(adapter_languages(folder)) | {k for k, v in vocab.items() if isinstance(v, dict)})
+        known = model_languages(folder)
         raise ModelFileError(folder, f"--language {language}: no adapter {path.name} here"
                                      + (f"; languages: {_some(known)}" if known else ""))
     if not isinstance(state, dict) or "lm_head.weight" not in state:
