@@ -91,7 +91,7 @@ def align(
     if romanize:
         load_romanizer()  # a missing extra is an error before the model loads (it is loaded once per process)
     make_output_dir(output_dir)
-    _make_cut_dir(cut)
+    make_output_dir(cut, "--cut")
     set_threads(threads)
     _, loaded = open_model(model, language=language, device=device, quiet=quiet)
 
@@ -115,14 +115,6 @@ def _output_name(result, extension: str) -> Path:
         name = mirror(Path(audio.path))
         return name.with_name(f"{name.stem}@{audio.start_s:.3f}{extension}")
     return mirror(Path(result.path)).with_suffix(extension)
-
-
-def _make_cut_dir(cut: Path | None) -> None:
-    if cut is not None:
-        try:
-            cut.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"--cut {cut}: cannot create ({exc.strerror or exc})") from None
 
 
 def _segment_results(results, min_score: float | None, cut: Path | None, sample_rate: int, err: Console,

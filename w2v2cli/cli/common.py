@@ -142,12 +142,13 @@ def _expand(args: list[str], folders: dict[str, list[Path]], stdin) -> Iterator[
             yield Path(arg), mirror(Path(arg))
 
 
-def make_output_dir(output_dir: Path | None) -> None:
+def make_output_dir(output_dir: Path | None, option: str = "--output-dir") -> None:
+    """Create the folder an option names (if given) before any work, or fail in one line naming the option."""
     if output_dir is not None:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"--output-dir {output_dir}: cannot create ({exc.strerror or exc})") from None
+            raise ConfigError(f"{option} {output_dir}: cannot create ({exc.strerror or exc})") from None
 
 
 def write_result(result, target: Path, fmt: str) -> None:
