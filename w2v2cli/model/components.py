@@ -254,8 +254,8 @@ class PositionalConv(nn.Module):
     def weight(self) -> torch.Tensor:
         return self.weight_v * (self.weight_g / self.weight_v.norm(dim=(0, 1), keepdim=True))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, D) with padded frames already zeroed
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, T, D) with padded frames already zeroed; one conv needs no `pad` (StackedPositionalConv does)
         y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
         if self.kernel % 2 == 0:  # an even kernel yields one extra frame
             y = y[:, :, :-1]
@@ -439,7 +439,7 @@ class Transformer(nn.Module):
         # x: (B, T, D) -> (B, T, D); padded frames of the output are zero
         pad = padding_mask(lengths, x.shape[1])  # (B, T)
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
-        x = x + (self.pos_conv(x, pad) if isinstance(self.pos_conv, StackedPositionalConv) else self.pos_conv(x))
+        x = x + self.pos_conv(x, pad)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = self.dropout(x)
